@@ -1,0 +1,69 @@
+//! `director ctl`: the local command line to the running daemon over its control socket.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::control;
+
+const USAGE: &str = "\
+usage: director ctl [--socket PATH] <command>
+
+commands:
+  status      the daemon's pid, version and uptime
+  log [N]     the daemon's recent log lines (the last N)
+";
+
+pub fn run(args: &[String]) -> ExitCode {
+    let mut socket = None;
+    let mut words = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--socket" => match iter.next() {
+                Some(path) => socket = Some(path.as_str()),
+                None => {
+                    eprintln!("director ctl: --socket needs a path");
+                    return ExitCode::from(2);
+                }
+            },
+            "help" | "--help" | "-h" => {
+                print!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            word => words.push(word),
+        }
+    }
+    if words.is_empty() {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    }
+    let path = control::socket_path(socket);
+    match ask(&path, &words.join(" ")) {
+        Ok(Ok(body)) => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(why)) => {
+            eprintln!("director ctl: {why}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!(
+                "director ctl: cannot reach the daemon at {}: {e}",
+                path.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ask(path: &std::path::Path, request: &str) -> std::io::Result<Result<String, String>> {
+    let mut stream = UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(format!("{request}\n").as_bytes())?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    Ok(control::decode_reply(&reply))
+}

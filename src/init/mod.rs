@@ -1,0 +1,371 @@
+//! PID 1: mounts the kernel filesystems, loads the image's modules, prepares /data, starts and
+//! supervises the daemon and the console, reaps every process, and shuts the box down in order
+//! when asked (busybox init's signals: SIGTERM and SIGINT reboot, SIGUSR1 halt, SIGUSR2
+//! poweroff). After start-up nothing is fatal: problems are logged and PID 1 goes on.
+
+mod cmdline;
+mod modules;
+mod shutdown;
+mod storage;
+mod supervisor;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn, LevelFilter};
+use nix::mount::MsFlags;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+
+use crate::logging;
+use crate::sys::kmod::KernelModules;
+use crate::sys::power::{self, Action};
+use crate::sys::signals::SignalReader;
+use crate::sys::{clock, mount, process, tty};
+use cmdline::BootOptions;
+use supervisor::{Policy, Service, Supervisor};
+
+const MODULE_LIST: &str = "/etc/director/modules";
+const HOSTNAME_FILE: &str = "/etc/hostname";
+const SHELL: &str = "/bin/sh";
+const PATH: &str = "/sbin:/usr/sbin:/bin:/usr/bin";
+
+/// The signals PID 1 handles; all arrive through the signalfd.
+const HANDLED: &[Signal] = &[
+    Signal::SIGCHLD,
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGPWR,
+];
+
+/// Kernel filesystems, in mount order.
+const EARLY_MOUNTS: &[(&str, &str, &str, Option<&str>)] = &[
+    ("proc", "/proc", "proc", None),
+    ("sysfs", "/sys", "sysfs", None),
+    ("devtmpfs", "/dev", "devtmpfs", Some("mode=0755")),
+    (
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        Some("mode=0620,ptmxmode=0666,gid=5"),
+    ),
+    ("tmpfs", "/dev/shm", "tmpfs", Some("mode=1777")),
+    ("tmpfs", "/run", "tmpfs", Some("mode=0755")),
+    ("tmpfs", "/tmp", "tmpfs", Some("mode=1777")),
+];
+
+pub fn run() -> ExitCode {
+    if std::process::id() != 1 {
+        eprintln!("director init: must run as PID 1 (the daemon alone is `director daemon`)");
+        return ExitCode::from(2);
+    }
+    let started = clock::since_boot();
+    ensure_console_fds();
+    let _ = logging::install(LevelFilter::Info, 0);
+    info!(
+        "director {} starting as PID 1 ({:.3} s after boot)",
+        env!("CARGO_PKG_VERSION"),
+        started.as_secs_f64()
+    );
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+
+    let mut signals = match SignalReader::block(HANDLED) {
+        Ok(reader) => Some(reader),
+        Err(e) => {
+            error!("cannot set up the signalfd: {e}; signals will be polled");
+            None
+        }
+    };
+    if let Err(e) = power::route_ctrl_alt_del_to_init() {
+        warn!("ctrl-alt-del stays a hard reboot: {e}");
+    }
+    mount_kernel_filesystems();
+    ensure_console_fds();
+
+    let options = BootOptions::parse(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    set_hostname();
+    load_modules();
+    storage::prepare(options.data_device.as_deref());
+
+    let mut services = Services::new(&options);
+    info!(
+        "init ready in {:.3} s",
+        (clock::since_boot().saturating_sub(started)).as_secs_f64()
+    );
+    loop {
+        services.start_due();
+        let Some(reader) = signals.as_mut() else {
+            // Without a signalfd, PID 1 still reaps and restarts, just by polling.
+            std::thread::sleep(Duration::from_millis(200));
+            services.reap();
+            continue;
+        };
+        let timeout = services.sleep_limit();
+        let mut fds = [PollFd::new(reader.fd(), PollFlags::POLLIN)];
+        if let Err(e) = poll(&mut fds, timeout) {
+            if e != nix::errno::Errno::EINTR {
+                error!("poll: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        loop {
+            match reader.next() {
+                Ok(Some(signal)) => {
+                    if let Some(action) = shutdown_action(signal) {
+                        info!("{signal} received");
+                        shutdown::run(action, &mut services.supervisor, reader);
+                    }
+                    match signal {
+                        Signal::SIGCHLD => services.reap(),
+                        other => debug!("{other} ignored"),
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    error!("reading signals: {e}");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The shutdown a signal asks for, as busybox init reads them.
+fn shutdown_action(signal: Signal) -> Option<Action> {
+    match signal {
+        Signal::SIGTERM | Signal::SIGINT => Some(Action::Reboot),
+        Signal::SIGUSR1 => Some(Action::Halt),
+        Signal::SIGUSR2 | Signal::SIGPWR => Some(Action::PowerOff),
+        _ => None,
+    }
+}
+
+/// The kernel may start init without fds 0-2 (no /dev/console in the initramfs); give it the
+/// console once /dev exists.
+fn ensure_console_fds() {
+    if nix::fcntl::fcntl(unsafe_borrow(2), nix::fcntl::FcntlArg::F_GETFD).is_ok() {
+        return;
+    }
+    let Ok(console) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/console")
+    else {
+        return;
+    };
+    let fd: OwnedFd = console.into();
+    for target in 0..=2 {
+        // SAFETY: dup2 onto the standard descriptors, which this process does not otherwise
+        // hold (the check above found fd 2 closed).
+        unsafe {
+            libc::dup2(fd.as_raw_fd(), target);
+        }
+    }
+}
+
+fn unsafe_borrow(fd: i32) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: only used for F_GETFD, which fails cleanly with EBADF on a closed descriptor.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+fn mount_kernel_filesystems() {
+    let mounted: Vec<PathBuf> = mount::read_table(Path::new("/proc/mounts"))
+        .map(|t| t.into_iter().map(|e| e.target).collect())
+        .unwrap_or_default();
+    for &(source, target, fstype, data) in EARLY_MOUNTS {
+        if mounted.iter().any(|m| m == Path::new(target)) {
+            continue;
+        }
+        let mut flags = MsFlags::MS_NOSUID;
+        if fstype != "devtmpfs" {
+            flags |= MsFlags::MS_NODEV;
+        }
+        if fstype != "devtmpfs" && fstype != "tmpfs" {
+            flags |= MsFlags::MS_NOEXEC;
+        }
+        if let Err(e) = mount::mount(source, Path::new(target), fstype, flags, data) {
+            error!("{e}");
+        }
+    }
+}
+
+fn set_hostname() {
+    let name = std::fs::read_to_string(HOSTNAME_FILE).unwrap_or_default();
+    let name = name.trim();
+    let name = if name.is_empty() { "director" } else { name };
+    match nix::unistd::sethostname(name) {
+        Ok(()) => info!("hostname {name}"),
+        Err(e) => error!("set hostname {name}: {e}"),
+    }
+}
+
+fn load_modules() {
+    let start = Instant::now();
+    let list = match std::fs::read_to_string(MODULE_LIST) {
+        Ok(text) => modules::parse_list(&text),
+        Err(e) => {
+            warn!("{MODULE_LIST}: {e}; no modules loaded");
+            return;
+        }
+    };
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = Path::new("/lib/modules").join(&release);
+    let index = match modules::Index::read(&dir) {
+        Ok(index) => index,
+        Err(e) => {
+            error!("{}/modules.dep: {e}; no modules loaded", dir.display());
+            return;
+        }
+    };
+    let report = index.load(&dir, &list, &mut KernelModules);
+    for problem in &report.problems {
+        error!("module {problem}");
+    }
+    for skipped in &report.skipped {
+        info!("optional module {skipped}");
+    }
+    info!(
+        "modules: {} loaded, {} already there, {} built in, {} problems ({} ms)",
+        report.loaded.len(),
+        report.already.len(),
+        report.builtin.len(),
+        report.problems.len(),
+        start.elapsed().as_millis()
+    );
+    debug!("modules loaded: {}", report.loaded.join(" "));
+}
+
+/// The supervised children and how to start them.
+struct Services {
+    supervisor: Supervisor,
+    specs: Vec<(PathBuf, Vec<String>, Option<PathBuf>)>,
+    env: Vec<(String, String)>,
+}
+
+impl Services {
+    fn new(options: &BootOptions) -> Services {
+        let now = Instant::now();
+        let mut supervisor = Supervisor::default();
+        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/sbin/director"));
+        let console = PathBuf::from("/dev").join(&options.console);
+        match tty::baud_rate(options.baud) {
+            Some(baud) => {
+                if let Err(e) = tty::configure_serial(&console, baud) {
+                    warn!("console {}: {e}", console.display());
+                }
+            }
+            None => warn!("console baud rate {} is not supported", options.baud),
+        }
+        let mut env = vec![
+            ("PATH".to_string(), PATH.to_string()),
+            ("HOME".to_string(), "/root".to_string()),
+            ("TERM".to_string(), "vt100".to_string()),
+        ];
+        if let Some(level) = &options.log_level {
+            env.push(("DIRECTOR_LOG".to_string(), level.clone()));
+        }
+        supervisor.add(
+            Service {
+                name: "daemon",
+                policy: Policy::daemon(),
+                stop_signal: Signal::SIGTERM,
+            },
+            now,
+        );
+        supervisor.add(
+            Service {
+                name: "console",
+                policy: Policy::console(),
+                stop_signal: Signal::SIGHUP,
+            },
+            now,
+        );
+        let specs = vec![
+            (exe, vec!["daemon".to_string()], None),
+            (PathBuf::from(SHELL), vec!["-l".to_string()], Some(console)),
+        ];
+        Services {
+            supervisor,
+            specs,
+            env,
+        }
+    }
+
+    fn start_due(&mut self) {
+        let now = Instant::now();
+        for index in self.supervisor.due(now) {
+            let Some((program, args, terminal)) = self.specs.get(index) else {
+                continue;
+            };
+            let name = self.supervisor.name(index);
+            let spawned = process::spawn(&process::Spawn {
+                program,
+                args,
+                env: &self.env,
+                terminal: terminal.as_deref(),
+            });
+            match spawned {
+                Ok(pid) => {
+                    debug!("started {name} (pid {pid})");
+                    self.supervisor.started(index, pid, now);
+                }
+                Err(e) => {
+                    let delay = self.supervisor.start_failed(index, now);
+                    error!(
+                        "cannot start {name} ({}): {e}; next try in {:.1} s",
+                        program.display(),
+                        delay.unwrap_or_default().as_secs_f64()
+                    );
+                }
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        for (pid, exit) in process::reap().ended {
+            match self.supervisor.exited(pid, exit, Instant::now()) {
+                Some(report) => {
+                    let restart = report.restart_in.unwrap_or_default().as_secs_f64();
+                    match report.crash_loop {
+                        Some((count, window)) => error!(
+                            "{} (pid {pid}) {exit} after {:.1} s: crash loop ({count} exits in {} s); restarting in {restart:.1} s",
+                            report.name,
+                            report.ran_for.as_secs_f64(),
+                            window.as_secs()
+                        ),
+                        None if exit.is_clean() => info!(
+                            "{} (pid {pid}) {exit}; restarting in {restart:.1} s",
+                            report.name
+                        ),
+                        None => warn!(
+                            "{} (pid {pid}) {exit} after {:.1} s; restarting in {restart:.1} s",
+                            report.name,
+                            report.ran_for.as_secs_f64()
+                        ),
+                    }
+                }
+                None => debug!("reaped orphan pid {pid}: {exit}"),
+            }
+        }
+    }
+
+    /// How long the main loop may sleep before a restart is due.
+    fn sleep_limit(&self) -> PollTimeout {
+        match self.supervisor.next_due() {
+            None => PollTimeout::NONE,
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                let millis = u16::try_from(left.as_millis().saturating_add(1)).unwrap_or(u16::MAX);
+                PollTimeout::from(millis)
+            }
+        }
+    }
+}

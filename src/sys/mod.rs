@@ -1,0 +1,12 @@
+//! Every touch point with the kernel. Nothing outside this module makes a system call; paths
+//! such as /proc or a block device are parameters so that tests can point them elsewhere.
+//! This module knows nothing of the product's model.
+
+pub mod block;
+pub mod clock;
+pub mod kmod;
+pub mod mount;
+pub mod power;
+pub mod process;
+pub mod signals;
+pub mod tty;
