@@ -12,7 +12,6 @@ use crate::sys::clock;
 
 /// A logger that writes to standard error (the console) and remembers the last lines.
 pub struct ConsoleLogger {
-    level: LevelFilter,
     capacity: usize,
     ring: Mutex<VecDeque<String>>,
 }
@@ -40,7 +39,7 @@ impl ConsoleLogger {
 
 impl Log for ConsoleLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= self.level
+        metadata.level() <= log::max_level()
     }
 
     fn log(&self, record: &Record) {
@@ -68,10 +67,10 @@ impl Log for ConsoleLogger {
 }
 
 /// Installs the console logger for this process and returns it (to read the ring later).
-/// A second call returns `None`: there is one logger per process.
+/// A second call returns `None`: there is one logger per process. The level can be changed
+/// later with `log::set_max_level`.
 pub fn install(level: LevelFilter, ring_capacity: usize) -> Option<&'static ConsoleLogger> {
     let logger: &'static ConsoleLogger = Box::leak(Box::new(ConsoleLogger {
-        level,
         capacity: ring_capacity,
         ring: Mutex::new(VecDeque::with_capacity(ring_capacity)),
     }));
@@ -123,7 +122,6 @@ mod tests {
     #[test]
     fn ring_keeps_the_newest_lines() {
         let logger = ConsoleLogger {
-            level: LevelFilter::Info,
             capacity: 2,
             ring: Mutex::new(VecDeque::new()),
         };

@@ -89,6 +89,12 @@ pub fn run() -> ExitCode {
     ensure_console_fds();
 
     let options = BootOptions::parse(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    if let Some(text) = &options.log_level {
+        match logging::parse_level(text) {
+            Some(level) => log::set_max_level(level),
+            None => warn!("director.log={text} is not a log level; keeping info"),
+        }
+    }
     set_hostname();
     load_modules();
     storage::prepare(options.data_device.as_deref());

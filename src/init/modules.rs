@@ -277,7 +277,10 @@ impl Index {
                 .map(|w| w.params.as_str())
                 .unwrap_or("");
             let path: PathBuf = dir.join(rel);
-            match loader.load(&path, params) {
+            let start = std::time::Instant::now();
+            let result = loader.load(&path, params);
+            log::debug!("module {name}: {} ms", start.elapsed().as_millis());
+            match result {
                 Ok(Loaded::Now) => report.loaded.push(name),
                 Ok(Loaded::Already) => report.already.push(name),
                 Err(e) if required.contains(&name) => {

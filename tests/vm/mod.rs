@@ -2,6 +2,9 @@
 //! Every VM is killed when its handle is dropped, pass or fail; the console log of a failed
 //! test is printed.
 
+// Each test crate (qemu, bench) uses a different part of this module.
+#![allow(dead_code)]
+
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -14,6 +17,8 @@ use std::time::{Duration, Instant};
 /// A booted (or booting) VM.
 pub struct Vm {
     pub dir: PathBuf,
+    /// When QEMU was started.
+    pub started: Instant,
     qemu: Option<Child>,
     console: UnixStream,
     output: Arc<Mutex<Vec<u8>>>,
@@ -29,6 +34,8 @@ pub struct Boot {
     pub no_data: bool,
     /// A data disk image to use (and keep); by default a fresh one in the test's directory.
     pub data: Option<PathBuf>,
+    /// More kernel command line.
+    pub append: Option<String>,
 }
 
 fn repo() -> PathBuf {
@@ -65,6 +72,9 @@ impl Vm {
         if boot.no_reboot {
             command.arg("--no-reboot");
         }
+        if let Some(append) = &boot.append {
+            command.arg("--append").arg(append);
+        }
         if boot.no_data {
             command.arg("--no-data");
         } else {
@@ -72,6 +82,7 @@ impl Vm {
             command.arg("--data").arg(data);
         }
         let log = fs::File::create(dir.join("qemu.log")).expect("create qemu.log");
+        let started = Instant::now();
         let qemu = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup qemu.log"))
@@ -79,7 +90,6 @@ impl Vm {
             .spawn()
             .expect("start qemu/run");
         let mut qemu = Some(qemu);
-        let started = Instant::now();
         let console = loop {
             match UnixStream::connect(&socket) {
                 Ok(stream) => break stream,
@@ -116,6 +126,7 @@ impl Vm {
         });
         Vm {
             dir: dir.to_path_buf(),
+            started,
             qemu,
             console,
             output,
