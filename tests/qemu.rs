@@ -86,14 +86,7 @@ fn boots_with_director_as_pid1_and_powers_off_cleanly() {
 #[ignore = "boots the image under QEMU: run by scripts/test"]
 fn a_killed_daemon_is_restarted_and_a_crash_loop_backs_off() {
     let dir = test_dir("supervision");
-    let mut vm = Vm::boot(
-        &dir,
-        Boot {
-            no_reboot: true,
-            no_data: true,
-            ..Boot::default()
-        },
-    );
+    let mut vm = Vm::boot(&dir, Boot::without_data());
     vm.wait_for("NO PERSISTENT STORAGE", BOOT);
     vm.wait_for(READY, BOOT);
 
@@ -141,14 +134,7 @@ fn a_killed_daemon_is_restarted_and_a_crash_loop_backs_off() {
 #[ignore = "boots the image under QEMU: run by scripts/test"]
 fn orphaned_grandchildren_are_reaped_by_pid1() {
     let dir = test_dir("reaping");
-    let mut vm = Vm::boot(
-        &dir,
-        Boot {
-            no_reboot: true,
-            no_data: true,
-            ..Boot::default()
-        },
-    );
+    let mut vm = Vm::boot(&dir, Boot::without_data());
     vm.wait_for(READY, BOOT);
     // A subshell that leaves a background child and exits: the child is re-parented to PID 1.
     vm.sh("(sleep 30 &)", SHORT);

@@ -375,3 +375,18 @@ impl Services {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_map_to_busybox_init_actions() {
+        assert_eq!(shutdown_action(Signal::SIGTERM), Some(Action::Reboot));
+        assert_eq!(shutdown_action(Signal::SIGINT), Some(Action::Reboot));
+        assert_eq!(shutdown_action(Signal::SIGUSR1), Some(Action::Halt));
+        assert_eq!(shutdown_action(Signal::SIGUSR2), Some(Action::PowerOff));
+        assert_eq!(shutdown_action(Signal::SIGCHLD), None);
+        assert_eq!(shutdown_action(Signal::SIGHUP), None);
+    }
+}

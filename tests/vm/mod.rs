@@ -38,6 +38,17 @@ pub struct Boot {
     pub append: Option<String>,
 }
 
+impl Boot {
+    /// No data disk (a tmpfs /data) and QEMU exits instead of rebooting.
+    pub fn without_data() -> Boot {
+        Boot {
+            no_reboot: true,
+            no_data: true,
+            ..Boot::default()
+        }
+    }
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
