@@ -3,6 +3,7 @@
 //! Dispatch is by subcommand (`director init|daemon|ctl|poweroff|reboot|halt`) or by the name it
 //! was started as (`/sbin/init`, `/init`, `poweroff`, `reboot`, `halt` are links to it).
 
+mod config;
 mod control;
 mod ctl;
 mod daemon;
@@ -22,6 +23,7 @@ commands:
   init                  run as PID 1 (also when started as /sbin/init or /init)
   daemon                run the control-plane daemon in the foreground
   ctl <command>         talk to the running daemon (`director ctl help`)
+  config <command>      check and convert configuration files (`director config help`)
   poweroff|reboot|halt  ask PID 1 to shut the box down
   version               print the version
 ";
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         "init" => init::run(),
         "daemon" => daemon::run(&rest),
         "ctl" => ctl::run(&rest),
+        "config" => ctl::config::run(&rest),
         "poweroff" | "reboot" | "halt" => power::request(&command, &rest),
         "version" | "--version" | "-V" => {
             println!("director {}", env!("CARGO_PKG_VERSION"));

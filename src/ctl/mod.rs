@@ -1,4 +1,7 @@
-//! `director ctl`: the local command line to the running daemon over its control socket.
+//! `director ctl`: the local command line to the running daemon over its control socket;
+//! `director config` (in `config`) for configuration files.
+
+pub mod config;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
