@@ -1,7 +1,9 @@
 //! The configuration: the typed model every part reads, the rules that make it valid, and its
 //! human form (TOML). Pure data and rules: no kernel calls, no transport.
 
+pub mod import;
 pub mod model;
+pub mod store;
 pub mod types;
 pub mod validate;
 

@@ -4,6 +4,9 @@
 
 use std::process::ExitCode;
 
+use std::path::Path;
+
+use crate::config::import::{self, ImportError};
 use crate::config::{self, Rejected};
 
 const USAGE: &str = "\
@@ -54,26 +57,58 @@ fn print_toml(config: &config::Config) -> ExitCode {
     }
 }
 
-/// Reads and checks `file`; on failure the problems are printed, one per line, naming the file.
+/// Reads `file` in whichever format it is and checks it. Lines with no equivalent go to
+/// standard error; on failure every problem is printed, one per line, naming the file.
 fn load(file: &str) -> Result<config::Config, ExitCode> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        eprintln!("{file}: {e}");
+    let (format, result) = import::import_path(Path::new(file)).map_err(|why| {
+        eprintln!("{why}");
         ExitCode::from(2)
     })?;
-    config::from_toml(&text).map_err(|rejected| {
-        match rejected {
-            Rejected::Syntax {
-                line,
-                column,
-                message,
-            } => eprintln!("{file}:{line}:{column}: {message}"),
-            Rejected::Invalid(problems) => {
-                for problem in &problems {
-                    eprintln!("{file}: {problem}");
-                }
-                eprintln!("{file}: {} problem(s)", problems.len());
-            }
+    let report_notes = |notes: &[import::Note]| {
+        for note in notes {
+            eprintln!("{note}");
         }
-        ExitCode::FAILURE
-    })
+        if !notes.is_empty() {
+            eprintln!(
+                "{file}: {} line(s) of this {format} file have no equivalent and were not imported",
+                notes.len()
+            );
+        }
+    };
+    match result {
+        Ok(imported) => {
+            report_notes(&imported.notes);
+            Ok(imported.config)
+        }
+        Err(ImportError::Toml(Rejected::Syntax {
+            line,
+            column,
+            message,
+        })) => {
+            eprintln!("{file}:{line}:{column}: {message}");
+            Err(ExitCode::FAILURE)
+        }
+        Err(ImportError::Toml(Rejected::Invalid(problems))) => {
+            for problem in &problems {
+                eprintln!("{file}: {problem}");
+            }
+            eprintln!("{file}: {} problem(s)", problems.len());
+            Err(ExitCode::FAILURE)
+        }
+        Err(ImportError::Unreadable(errors)) => {
+            for error in &errors {
+                eprintln!("{error}");
+            }
+            eprintln!("{file}: cannot be read as {format}");
+            Err(ExitCode::FAILURE)
+        }
+        Err(ImportError::Invalid { problems, notes }) => {
+            report_notes(&notes);
+            for problem in &problems {
+                eprintln!("{file}: imported as {format}: {problem}");
+            }
+            eprintln!("{file}: {} problem(s)", problems.len());
+            Err(ExitCode::FAILURE)
+        }
+    }
 }

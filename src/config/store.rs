@@ -1,0 +1,274 @@
+//! Configuration revisions in sled. Every accepted change is a new numbered revision with its
+//! time, author and a one-line comment; the newest revision is the current one. A revision and
+//! the pointer to it are written in one sled transaction and flushed before `commit` returns,
+//! so a power cut leaves the store at the last committed revision, never at a mix.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use minicbor::{Decoder, Encoder};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::{from_toml, to_toml, validate, Config, Problem};
+
+const CURRENT: &[u8] = b"current";
+
+/// One stored revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revision {
+    pub number: u64,
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    pub author: String,
+    pub comment: String,
+    pub config: Config,
+}
+
+#[derive(Debug)]
+pub enum StoreError {
+    Open {
+        path: PathBuf,
+        source: sled::Error,
+    },
+    Database(sled::Error),
+    /// A stored revision that cannot be read back.
+    Corrupt {
+        revision: u64,
+        why: String,
+    },
+    /// The configuration breaks the rules: nothing was stored.
+    Invalid(Vec<Problem>),
+    NoSuchRevision(u64),
+    Encode(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Open { path, source } => {
+                write!(f, "open the store in {}: {source}", path.display())
+            }
+            StoreError::Database(e) => write!(f, "store: {e}"),
+            StoreError::Corrupt { revision, why } => {
+                write!(f, "revision {revision} cannot be read: {why}")
+            }
+            StoreError::Invalid(problems) => {
+                write!(f, "{} problem(s), nothing stored", problems.len())?;
+                for p in problems {
+                    write!(f, "\n{p}")?;
+                }
+                Ok(())
+            }
+            StoreError::NoSuchRevision(n) => write!(f, "there is no revision {n}"),
+            StoreError::Encode(why) => write!(f, "cannot encode the revision: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> StoreError {
+        StoreError::Database(e)
+    }
+}
+
+/// The revisions of this box's configuration.
+pub struct Store {
+    db: sled::Db,
+    revisions: sled::Tree,
+    meta: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let revisions = db.open_tree("revisions")?;
+        let meta = db.open_tree("meta")?;
+        Ok(Store {
+            db,
+            revisions,
+            meta,
+        })
+    }
+
+    /// The number of the current revision, if any was stored.
+    pub fn current_number(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.meta.get(CURRENT)?.map(|v| decode_number(&v)))
+    }
+
+    /// The current revision, if any was stored.
+    pub fn current(&self) -> Result<Option<Revision>, StoreError> {
+        match self.current_number()? {
+            Some(n) => self.get(n).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Revision `number`.
+    pub fn get(&self, number: u64) -> Result<Revision, StoreError> {
+        let bytes = self
+            .revisions
+            .get(number.to_be_bytes())?
+            .ok_or(StoreError::NoSuchRevision(number))?;
+        decode(number, &bytes)
+    }
+
+    /// Stores `config` as a new revision after validating it; returns its number. Nothing is
+    /// written when it is invalid.
+    pub fn commit(
+        &self,
+        config: &Config,
+        author: &str,
+        comment: &str,
+        time_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let problems = validate(config);
+        if !problems.is_empty() {
+            return Err(StoreError::Invalid(problems));
+        }
+        let text = to_toml(config).map_err(StoreError::Encode)?;
+        let comment = comment.lines().next().unwrap_or("").trim();
+        let result = (&self.revisions, &self.meta).transaction(|(revisions, meta)| {
+            let number = meta.get(CURRENT)?.map_or(1, |v| decode_number(&v) + 1);
+            let value = encode(number, time_ms, author, comment, &text)
+                .map_err(ConflictableTransactionError::Abort)?;
+            revisions.insert(&number.to_be_bytes(), value)?;
+            meta.insert(CURRENT, &number.to_be_bytes())?;
+            Ok(number)
+        });
+        let number = match result {
+            Ok(number) => number,
+            Err(TransactionError::Abort(why)) => return Err(StoreError::Encode(why)),
+            Err(TransactionError::Storage(e)) => return Err(StoreError::Database(e)),
+        };
+        self.db.flush()?;
+        Ok(number)
+    }
+
+    /// Every revision, oldest first.
+    pub fn history(&self) -> Result<Vec<Revision>, StoreError> {
+        self.revisions
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry?;
+                let number = decode_number(&key);
+                decode(number, &value)
+            })
+            .collect()
+    }
+
+    /// Makes the configuration of revision `number` current again, as a new revision.
+    pub fn rollback(&self, number: u64, author: &str, time_ms: u64) -> Result<u64, StoreError> {
+        let old = self.get(number)?;
+        self.commit(
+            &old.config,
+            author,
+            &format!("rollback to revision {number}"),
+            time_ms,
+        )
+    }
+
+    /// The changes from revision `from` to revision `to`, as lines of their TOML prefixed with
+    /// `-` (only in `from`), `+` (only in `to`) or a space.
+    pub fn diff(&self, from: u64, to: u64) -> Result<String, StoreError> {
+        let old = to_toml(&self.get(from)?.config).map_err(StoreError::Encode)?;
+        let new = to_toml(&self.get(to)?.config).map_err(StoreError::Encode)?;
+        Ok(line_diff(&old, &new))
+    }
+}
+
+fn decode_number(bytes: &[u8]) -> u64 {
+    let mut be = [0u8; 8];
+    let n = bytes.len().min(8);
+    be[8 - n..].copy_from_slice(&bytes[bytes.len() - n..]);
+    u64::from_be_bytes(be)
+}
+
+/// A revision on disk: the CBOR array [number, time_ms, author, comment, config as TOML].
+fn encode(
+    number: u64,
+    time_ms: u64,
+    author: &str,
+    comment: &str,
+    toml: &str,
+) -> Result<Vec<u8>, String> {
+    let mut encoder = Encoder::new(Vec::new());
+    encoder
+        .array(5)
+        .and_then(|e| e.u64(number))
+        .and_then(|e| e.u64(time_ms))
+        .and_then(|e| e.str(author))
+        .and_then(|e| e.str(comment))
+        .and_then(|e| e.str(toml))
+        .map_err(|e| e.to_string())?;
+    Ok(encoder.into_writer())
+}
+
+fn decode(number: u64, bytes: &[u8]) -> Result<Revision, StoreError> {
+    let corrupt = |why: String| StoreError::Corrupt {
+        revision: number,
+        why,
+    };
+    let mut d = Decoder::new(bytes);
+    if d.array().map_err(|e| corrupt(e.to_string()))? != Some(5) {
+        return Err(corrupt("not a revision record".into()));
+    }
+    let stored = d.u64().map_err(|e| corrupt(e.to_string()))?;
+    if stored != number {
+        return Err(corrupt(format!("it says it is revision {stored}")));
+    }
+    let time_ms = d.u64().map_err(|e| corrupt(e.to_string()))?;
+    let author = d.str().map_err(|e| corrupt(e.to_string()))?.to_string();
+    let comment = d.str().map_err(|e| corrupt(e.to_string()))?.to_string();
+    let text = d.str().map_err(|e| corrupt(e.to_string()))?;
+    let config = from_toml(text).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Revision {
+        number,
+        time_ms,
+        author,
+        comment,
+        config,
+    })
+}
+
+/// A line diff by longest common subsequence (configurations are a few hundred lines).
+fn line_diff(old: &str, new: &str) -> String {
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut out = String::new();
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out.push_str(&format!(" {}\n", a[i]));
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out.push_str(&format!("+{}\n", b[j]));
+            j += 1;
+        } else {
+            out.push_str(&format!("-{}\n", a[i]));
+            i += 1;
+        }
+    }
+    out
+}
