@@ -8,6 +8,8 @@ use std::path::Path;
 
 use super::{from_toml, validate, Config, Problem, Rejected};
 
+pub mod keepalived;
+
 /// The formats `director config validate|convert` and `import` understand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -245,6 +247,7 @@ fn import_foreign(
 ) -> Result<Imported, ImportError> {
     match format {
         // Each importer adds its arm here.
+        Format::Keepalived => keepalived::import(source),
         _ => {
             let _ = sibling;
             Err(ImportError::Unreadable(vec![Note::new(
