@@ -3,6 +3,8 @@
 //! `haresources` and `authkeys`. Each turns its format into a `Config`; whatever has no
 //! equivalent is reported line by line as a `Note`, never silently dropped.
 
+pub mod ldirectord;
+
 use std::fmt;
 use std::path::Path;
 
@@ -248,6 +250,7 @@ fn import_foreign(
     match format {
         // Each importer adds its arm here.
         Format::Keepalived => keepalived::import(source),
+        Format::Ldirectord => ldirectord::import(source, sibling),
         _ => {
             let _ = sibling;
             Err(ImportError::Unreadable(vec![Note::new(
