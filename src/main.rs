@@ -10,6 +10,8 @@ mod daemon;
 mod init;
 mod logging;
 mod power;
+#[cfg(test)]
+mod scratch;
 mod sys;
 
 use std::ffi::OsString;

@@ -10,9 +10,11 @@ use minicbor::{Decoder, Encoder};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use super::{from_toml, to_toml, validate, Config, Problem};
+use super::{from_toml, to_toml, validate, Config, Problem, Rejected};
 
 const CURRENT: &[u8] = b"current";
+/// The text of the last provisioning file imported, to import each file only once.
+const PROVISIONED: &[u8] = b"provisioned";
 
 /// One stored revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,8 +41,19 @@ pub enum StoreError {
     },
     /// The configuration breaks the rules: nothing was stored.
     Invalid(Vec<Problem>),
+    /// A provisioning file that is not an acceptable configuration: nothing was stored.
+    Rejected(Rejected),
     NoSuchRevision(u64),
     Encode(String),
+}
+
+/// What became of a provisioning file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Provisioned {
+    /// The same file was imported before: nothing to do.
+    Unchanged,
+    /// Stored as this revision.
+    Imported(u64),
 }
 
 impl fmt::Display for StoreError {
@@ -60,6 +73,7 @@ impl fmt::Display for StoreError {
                 }
                 Ok(())
             }
+            StoreError::Rejected(rejected) => write!(f, "{rejected}"),
             StoreError::NoSuchRevision(n) => write!(f, "there is no revision {n}"),
             StoreError::Encode(why) => write!(f, "cannot encode the revision: {why}"),
         }
@@ -132,6 +146,41 @@ impl Store {
         comment: &str,
         time_ms: u64,
     ) -> Result<u64, StoreError> {
+        self.commit_with(config, author, comment, time_ms, None)
+    }
+
+    /// Imports the text of a provisioning file (`director.toml` on a DIRCONFIG disk) as a new
+    /// revision, unless this very text was imported before. An invalid file changes nothing.
+    pub fn provision(
+        &self,
+        text: &str,
+        source: &str,
+        time_ms: u64,
+    ) -> Result<Provisioned, StoreError> {
+        if self.meta.get(PROVISIONED)?.as_deref() == Some(text.as_bytes()) {
+            return Ok(Provisioned::Unchanged);
+        }
+        let config = from_toml(text).map_err(StoreError::Rejected)?;
+        let comment = format!("provisioned from {source}");
+        self.commit_with(
+            &config,
+            "provisioning",
+            &comment,
+            time_ms,
+            Some((PROVISIONED, text.as_bytes())),
+        )
+        .map(Provisioned::Imported)
+    }
+
+    /// The revision and, in the same transaction, one more record of `meta`.
+    fn commit_with(
+        &self,
+        config: &Config,
+        author: &str,
+        comment: &str,
+        time_ms: u64,
+        also: Option<(&[u8], &[u8])>,
+    ) -> Result<u64, StoreError> {
         let problems = validate(config);
         if !problems.is_empty() {
             return Err(StoreError::Invalid(problems));
@@ -144,6 +193,9 @@ impl Store {
                 .map_err(ConflictableTransactionError::Abort)?;
             revisions.insert(&number.to_be_bytes(), value)?;
             meta.insert(CURRENT, &number.to_be_bytes())?;
+            if let Some((key, value)) = also {
+                meta.insert(key, value)?;
+            }
             Ok(number)
         });
         let number = match result {

@@ -1,6 +1,7 @@
 //! `director config ...`: the configuration from the command line. The offline commands work
 //! on files with no daemon: `validate FILE` and `convert FILE` (prints the TOML that importing
-//! FILE would store); `default` prints the built-in configuration.
+//! FILE would store); `default` prints the built-in configuration. The others ask the daemon
+//! over its control socket, which keeps the revisions.
 
 use std::process::ExitCode;
 
@@ -8,18 +9,58 @@ use std::path::Path;
 
 use crate::config::import::{self, ImportError};
 use crate::config::{self, Rejected};
+use crate::control::Request;
+use crate::ctl::send;
 
 const USAGE: &str = "\
-usage: director config <command>
+usage: director config [--socket PATH] [--author NAME] [-m COMMENT] <command>
 
-offline commands (no daemon needed):
-  validate FILE   check a configuration file; lists every problem, exits 1 if there is one
-  convert FILE    print the TOML that importing FILE would store
-  default         print the built-in default configuration
+offline commands (no daemon needed; FILE is director TOML, Piranha lvs.cf, keepalived.conf,
+or ldirectord.cf with heartbeat's ha.cf, haresources and authkeys beside it):
+  validate FILE       check a configuration file; lists every problem, exits 1 if there is one
+  convert FILE        print the TOML that importing FILE would store
+  default             print the built-in default configuration
+
+commands to the running daemon:
+  show                the configuration in force, with its revision
+  export              the configuration in force as TOML (to edit and import again)
+  import FILE         store FILE (any format above) as a new revision and put it in force
+  set PATH VALUE      change one field, e.g. `set pair.deadtime 10s`,
+                      `set virtual_servers.web.real_servers.web1.weight 5`
+  unset PATH          remove an optional field
+  diff [A [B]]        changes from revision A (default: the one before) to B (default: current)
+  history [N]         the revisions (the last N), `*` marks the one in force
+  rollback N          put revision N in force again, as a new revision
+  validate            check the configuration in force against the current rules
+
+Changes are recorded with --author (default: $SUDO_USER, $USER, or the uid) and -m COMMENT.
 ";
 
 pub fn run(args: &[String]) -> ExitCode {
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut socket = None;
+    let mut author = None;
+    let mut comment = None;
+    let mut words: Vec<&str> = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let flag = arg.as_str();
+        let slot = match flag {
+            "--socket" => &mut socket,
+            "--author" => &mut author,
+            "-m" | "--comment" => &mut comment,
+            _ => {
+                words.push(flag);
+                continue;
+            }
+        };
+        match iter.next() {
+            Some(value) => *slot = Some(value.clone()),
+            None => {
+                eprintln!("director config: {flag} needs a value");
+                return ExitCode::from(2);
+            }
+        }
+    }
     match words.as_slice() {
         ["validate", file] => match load(file) {
             Ok(_) => {
@@ -37,11 +78,62 @@ pub fn run(args: &[String]) -> ExitCode {
             print!("{USAGE}");
             ExitCode::SUCCESS
         }
+        ["import", file] => {
+            let config = match load(file) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let body = match config::to_toml(&config) {
+                Ok(body) => body,
+                Err(why) => {
+                    eprintln!("director config: {why}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let comment = comment.or_else(|| Some(format!("import {file}")));
+            let request = Request {
+                body,
+                ..online(&["import"], author, comment)
+            };
+            send("director config", socket.as_deref(), &request)
+        }
+        ["show" | "export" | "history" | "validate"]
+        | ["history" | "unset" | "rollback", _]
+        | ["diff"]
+        | ["diff", _]
+        | ["diff", _, _] => send(
+            "director config",
+            socket.as_deref(),
+            &online(&words, author, comment),
+        ),
+        ["set", _, _, ..] => send(
+            "director config",
+            socket.as_deref(),
+            &online(&words, author, comment),
+        ),
         _ => {
             eprint!("{USAGE}");
             ExitCode::from(2)
         }
     }
+}
+
+/// A request for `director config WORDS` to the daemon.
+fn online(words: &[&str], author: Option<String>, comment: Option<String>) -> Request {
+    let mut all = vec!["config"];
+    all.extend_from_slice(words);
+    let mut request = Request::new(&all);
+    request.author = author.or_else(default_author);
+    request.comment = comment;
+    request
+}
+
+/// Who is at the keyboard: the user behind sudo, the login, or the uid.
+fn default_author() -> Option<String> {
+    ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        .or_else(|| Some(format!("uid{}", nix::unistd::getuid())))
 }
 
 fn print_toml(config: &config::Config) -> ExitCode {

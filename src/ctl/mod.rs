@@ -4,11 +4,12 @@
 pub mod config;
 
 use std::io::{Read, Write};
+use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::control;
+use crate::control::{self, Request};
 
 const USAGE: &str = "\
 usage: director ctl [--socket PATH] <command>
@@ -42,30 +43,35 @@ pub fn run(args: &[String]) -> ExitCode {
         eprint!("{USAGE}");
         return ExitCode::from(2);
     }
+    send("director ctl", socket, &Request::new(&words))
+}
+
+/// Sends `request` to the daemon and prints its answer; `who` prefixes error messages.
+pub fn send(who: &str, socket: Option<&str>, request: &Request) -> ExitCode {
     let path = control::socket_path(socket);
-    match ask(&path, &words.join(" ")) {
+    match ask(&path, request) {
         Ok(Ok(body)) => {
             print!("{body}");
             ExitCode::SUCCESS
         }
         Ok(Err(why)) => {
-            eprintln!("director ctl: {why}");
+            eprintln!("{who}: {why}");
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!(
-                "director ctl: cannot reach the daemon at {}: {e}",
-                path.display()
-            );
+            eprintln!("{who}: cannot reach the daemon at {}: {e}", path.display());
             ExitCode::FAILURE
         }
     }
 }
 
-fn ask(path: &std::path::Path, request: &str) -> std::io::Result<Result<String, String>> {
+/// Sends `request` to the daemon at `path` and returns its answer; the outer error is a daemon
+/// that cannot be reached.
+pub fn ask(path: &std::path::Path, request: &Request) -> std::io::Result<Result<String, String>> {
     let mut stream = UnixStream::connect(path)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(format!("{request}\n").as_bytes())?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(request.encode().as_bytes())?;
+    stream.shutdown(Shutdown::Write)?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply)?;
     Ok(control::decode_reply(&reply))

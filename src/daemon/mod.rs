@@ -1,18 +1,28 @@
-//! `director daemon`: the control plane. For now it logs, answers on its control socket, says
-//! when it is ready, and stops cleanly on SIGTERM; the network, IPVS, health checks, the pair
-//! and the admin endpoint join it in their own modules.
+//! `director daemon`: the control plane, and its wiring. It logs, keeps the configuration
+//! (store, provisioning, the revision in force), answers on its control socket, says when it is
+//! ready, and stops cleanly on SIGTERM; the network, IPVS, health checks, the pair and the
+//! admin endpoint join it in their own modules, each subscribing to the configuration.
+
+pub mod configuration;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use log::{error, info, warn, LevelFilter};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::control;
+use crate::control::{self, Request};
 use crate::logging::{self, ConsoleLogger};
+use configuration::Configuration;
+
+/// Where the persistent disk is mounted; the store lives in `config/` under it.
+const DATA_DIR: &str = "/data";
+/// Where PID 1 mounts a DIRCONFIG provisioning disk.
+const PROVISION_DIR: &str = "/run/dirconfig";
 
 /// Recent log lines kept for `director ctl log`.
 const LOG_RING: usize = 1000;
@@ -20,15 +30,23 @@ const LOG_RING: usize = 1000;
 struct Options {
     socket: PathBuf,
     level: LevelFilter,
+    data: PathBuf,
+    provision: PathBuf,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut socket = None;
     let mut level = std::env::var("DIRECTOR_LOG").ok();
+    let mut data = PathBuf::from(DATA_DIR);
+    let mut provision = PathBuf::from(PROVISION_DIR);
     let mut words = args.iter();
     while let Some(word) = words.next() {
         match word.as_str() {
             "--socket" => socket = Some(words.next().ok_or("--socket needs a path")?.clone()),
+            "--data" => data = PathBuf::from(words.next().ok_or("--data needs a directory")?),
+            "--provision" => {
+                provision = PathBuf::from(words.next().ok_or("--provision needs a directory")?)
+            }
             "--log" => level = Some(words.next().ok_or("--log needs a level")?.clone()),
             other => return Err(format!("unexpected argument '{other}'")),
         }
@@ -42,6 +60,8 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     Ok(Options {
         socket: control::socket_path(socket.as_deref()),
         level,
+        data,
+        provision,
     })
 }
 
@@ -67,7 +87,7 @@ pub fn run(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(&options.socket, logger)) {
+    match runtime.block_on(serve(&options, logger)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(why) => {
             error!("{why}");
@@ -76,13 +96,28 @@ pub fn run(args: &[String]) -> ExitCode {
     }
 }
 
-async fn serve(socket: &Path, logger: &'static ConsoleLogger) -> Result<(), String> {
+/// What the tasks answering on the control socket share.
+struct Shared {
+    logger: &'static ConsoleLogger,
+    started: Instant,
+    configuration: Mutex<Configuration>,
+}
+
+async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), String> {
     let started = Instant::now();
+    let socket = options.socket.as_path();
     info!(
         "director daemon {} starting (pid {})",
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
+    let configuration = Configuration::start(&options.data.join("config"), &options.provision);
+    tokio::spawn(report_changes(configuration.subscribe()));
+    let shared = Arc::new(Shared {
+        logger,
+        started,
+        configuration: Mutex::new(configuration),
+    });
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     let mut interrupt =
@@ -99,7 +134,7 @@ async fn serve(socket: &Path, logger: &'static ConsoleLogger) -> Result<(), Stri
             _ = interrupt.recv() => break "SIGINT",
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(answer(stream, logger, started));
+                    tokio::spawn(answer(stream, shared.clone()));
                 }
                 Err(e) => warn!("control socket accept: {e}"),
             },
@@ -108,6 +143,32 @@ async fn serve(socket: &Path, logger: &'static ConsoleLogger) -> Result<(), Stri
     info!("stopping on {why}");
     let _ = std::fs::remove_file(socket);
     Ok(())
+}
+
+/// Says on the console what each configuration taken into force holds. The network, IPVS and
+/// the pair subscribe the same way to apply it.
+async fn report_changes(mut changes: tokio::sync::watch::Receiver<Arc<crate::config::Config>>) {
+    loop {
+        {
+            let config = changes.borrow_and_update();
+            let reals: usize = config
+                .virtual_servers
+                .iter()
+                .map(|vs| vs.real_servers.len())
+                .sum();
+            info!(
+                "configuration in force: host {}, {} interface(s), {} virtual server(s) with {} real server(s), {}",
+                config.node.hostname,
+                config.network.interfaces.len(),
+                config.virtual_servers.len(),
+                reals,
+                if config.pair.is_some() { "paired" } else { "no pair" }
+            );
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 fn bind(socket: &Path) -> Result<UnixListener, String> {
@@ -123,13 +184,19 @@ fn bind(socket: &Path) -> Result<UnixListener, String> {
     UnixListener::bind(socket).map_err(|e| format!("bind {}: {e}", socket.display()))
 }
 
-async fn answer(stream: UnixStream, logger: &'static ConsoleLogger, started: Instant) {
+async fn answer(stream: UnixStream, shared: Arc<Shared>) {
     let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    let mut reader = BufReader::new(read.take(control::MAX_REQUEST as u64));
-    let result = match reader.read_line(&mut line).await {
-        Ok(_) if !line.ends_with('\n') => Err("request too long or not ended by a newline".into()),
-        Ok(_) => execute(line.trim(), logger, started),
+    let mut bytes = Vec::new();
+    let limit = control::MAX_REQUEST as u64 + 1;
+    let result = match read.take(limit).read_to_end(&mut bytes).await {
+        Ok(n) if n > control::MAX_REQUEST => Err(format!(
+            "request longer than {} bytes",
+            control::MAX_REQUEST
+        )),
+        Ok(_) => match String::from_utf8(bytes) {
+            Ok(text) => Request::decode(&text).and_then(|request| execute(&request, &shared)),
+            Err(_) => Err("the request is not UTF-8 text".into()),
+        },
         Err(e) => Err(format!("reading the request: {e}")),
     };
     let _ = write
@@ -138,22 +205,26 @@ async fn answer(stream: UnixStream, logger: &'static ConsoleLogger, started: Ins
     let _ = write.shutdown().await;
 }
 
-fn execute(request: &str, logger: &ConsoleLogger, started: Instant) -> Result<String, String> {
-    let words: Vec<&str> = request.split_whitespace().collect();
+fn execute(request: &Request, shared: &Shared) -> Result<String, String> {
+    let words: Vec<&str> = request.words.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["status"] => Ok(format!(
             "daemon pid {}\nversion {}\nuptime {} s\n",
             std::process::id(),
             env!("CARGO_PKG_VERSION"),
-            started.elapsed().as_secs()
+            shared.started.elapsed().as_secs()
         )),
-        ["log"] => Ok(lines(&logger.recent(), usize::MAX)),
+        ["log"] => Ok(lines(&shared.logger.recent(), usize::MAX)),
         ["log", count] => {
             let count: usize = count
                 .parse()
                 .map_err(|_| format!("log: '{count}' is not a number of lines"))?;
-            Ok(lines(&logger.recent(), count))
+            Ok(lines(&shared.logger.recent(), count))
         }
+        ["config", ..] => match shared.configuration.lock() {
+            Ok(mut configuration) => configuration.handle(request),
+            Err(_) => Err("the configuration service failed earlier; restart the daemon".into()),
+        },
         [] => Err("empty request".into()),
         [other, ..] => Err(format!("unknown command '{other}'")),
     }

@@ -5,6 +5,7 @@
 
 mod cmdline;
 mod modules;
+mod provision;
 mod shutdown;
 mod storage;
 mod supervisor;
@@ -98,6 +99,7 @@ pub fn run() -> ExitCode {
     set_hostname();
     load_modules();
     storage::prepare(options.data_device.as_deref());
+    provision::mount_if_present(options.data_device.as_deref());
 
     let mut services = Services::new(&options);
     info!(

@@ -1,4 +1,5 @@
-//! Block devices: what a data disk holds, judged from its first bytes.
+//! Block devices: what a data disk holds, judged from its first bytes; the label of a FAT
+//! filesystem (the DIRCONFIG provisioning stick); the disks the kernel knows.
 
 use std::fs::File;
 use std::io::Read;
@@ -53,9 +54,97 @@ pub fn classify(head: &[u8]) -> Contents {
     }
 }
 
+/// The volume label of a FAT12/16/32 filesystem from its boot sector, without the padding
+/// spaces; `None` when `head` is not a FAT boot sector or has no label.
+pub fn fat_label(head: &[u8]) -> Option<String> {
+    let sector = head.get(..512)?;
+    if sector[510..512] != [0x55, 0xAA] {
+        return None;
+    }
+    let bytes_per_sector = u16::from_le_bytes([sector[11], sector[12]]);
+    if !matches!(bytes_per_sector, 512 | 1024 | 2048 | 4096) || sector[13] == 0 {
+        return None;
+    }
+    // FAT32 has no 16-bit sectors-per-FAT count; its extended boot record sits further on.
+    let sectors_per_fat_16 = u16::from_le_bytes([sector[22], sector[23]]);
+    let (signature, label, kind) = if sectors_per_fat_16 == 0 {
+        (sector[66], &sector[71..82], &sector[82..90])
+    } else {
+        (sector[38], &sector[43..54], &sector[54..62])
+    };
+    if !matches!(signature, 0x28 | 0x29) || !kind.starts_with(b"FAT") {
+        return None;
+    }
+    let text = String::from_utf8_lossy(label).trim_end().to_string();
+    (!text.is_empty() && text != "NO NAME").then_some(text)
+}
+
+/// Reads the first sector of `device` and returns its FAT label, if it has one.
+pub fn probe_fat_label(device: &Path) -> std::io::Result<Option<String>> {
+    let mut head = Vec::with_capacity(512);
+    File::open(device)?.take(512).read_to_end(&mut head)?;
+    Ok(fat_label(&head))
+}
+
+/// The block devices under `sys_block` (normally /sys/class/block), disks and partitions, by
+/// name: `vda`, `vdb`, `sda1`. RAM disks and loop devices are left out.
+pub fn list(sys_block: &Path) -> std::io::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(sys_block)?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| !name.starts_with("ram") && !name.starts_with("loop"))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A boot sector as mkfs.vfat writes it, with `label`.
+    fn fat_head(fat32: bool, label: &[u8; 11]) -> Vec<u8> {
+        let mut head = vec![0u8; 512];
+        head[0..3].copy_from_slice(&[0xEB, 0x3C, 0x90]);
+        head[11..13].copy_from_slice(&512u16.to_le_bytes());
+        head[13] = 4;
+        if fat32 {
+            head[66] = 0x29;
+            head[71..82].copy_from_slice(label);
+            head[82..90].copy_from_slice(b"FAT32   ");
+        } else {
+            head[22..24].copy_from_slice(&32u16.to_le_bytes());
+            head[38] = 0x29;
+            head[43..54].copy_from_slice(label);
+            head[54..62].copy_from_slice(b"FAT16   ");
+        }
+        head[510] = 0x55;
+        head[511] = 0xAA;
+        head
+    }
+
+    #[test]
+    fn fat_labels_are_read() {
+        assert_eq!(
+            fat_label(&fat_head(false, b"DIRCONFIG  ")),
+            Some("DIRCONFIG".into())
+        );
+        assert_eq!(
+            fat_label(&fat_head(true, b"DIRCONFIG  ")),
+            Some("DIRCONFIG".into())
+        );
+        assert_eq!(fat_label(&fat_head(false, b"NO NAME    ")), None);
+    }
+
+    #[test]
+    fn other_disks_have_no_fat_label() {
+        let mut head = fat_head(false, b"DIRCONFIG  ");
+        head[511] = 0;
+        assert_eq!(fat_label(&head), None);
+        assert_eq!(fat_label(&[0u8; 100]), None);
+        assert_eq!(fat_label(&vec![0u8; 4096]), None);
+        assert_eq!(fat_label(&ext_head(1, "DIRCONFIG")), None);
+    }
 
     fn ext_head(state: u16, label: &str) -> Vec<u8> {
         let mut head = vec![0u8; BLANK_PROBE_BYTES];

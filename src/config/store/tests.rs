@@ -2,40 +2,13 @@
 //! invalid changes, and crash consistency with a writer process killed at random moments.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::*;
 use crate::config::model::{RealServer, VirtualServer};
-
-/// A fresh directory under the system's temporary folder, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "director-store-{tag}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create a scratch directory");
-        Scratch(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::scratch::Scratch;
 
 /// The configuration the test writes as revision `n`: a distinct hostname and a number of
 /// virtual servers that varies, so records differ in size.
@@ -214,6 +187,54 @@ fn a_damaged_record_is_reported_not_trusted() {
         store.get(3),
         Err(StoreError::Corrupt { revision: 3, .. })
     ));
+}
+
+#[test]
+fn a_provisioning_file_is_imported_once() {
+    let dir = Scratch::new("provision");
+    let store = Store::open(dir.path()).unwrap();
+    let text = to_toml(&config_for(4)).unwrap();
+    assert_eq!(
+        store.provision(&text, "DIRCONFIG", 10).unwrap(),
+        Provisioned::Imported(1)
+    );
+    let revision = store.current().unwrap().unwrap();
+    assert_eq!(revision.config, config_for(4));
+    assert_eq!(revision.author, "provisioning");
+    assert_eq!(revision.comment, "provisioned from DIRCONFIG");
+    // The same file at the next boot changes nothing, even after other changes.
+    store
+        .commit(&config_for(5), "alice", "by hand", 11)
+        .unwrap();
+    assert_eq!(
+        store.provision(&text, "DIRCONFIG", 12).unwrap(),
+        Provisioned::Unchanged
+    );
+    assert_eq!(store.current_number().unwrap(), Some(2));
+    // A different file is imported.
+    let other = to_toml(&config_for(6)).unwrap();
+    assert_eq!(
+        store.provision(&other, "DIRCONFIG", 13).unwrap(),
+        Provisioned::Imported(3)
+    );
+}
+
+#[test]
+fn a_bad_provisioning_file_changes_nothing() {
+    let dir = Scratch::new("provision-bad");
+    let store = Store::open(dir.path()).unwrap();
+    store.commit(&config_for(2), "alice", "", 1).unwrap();
+    let bad = "[node]\nhostname = \"-bad-\"\n";
+    assert!(matches!(
+        store.provision(bad, "DIRCONFIG", 2),
+        Err(StoreError::Rejected(Rejected::Invalid(_)))
+    ));
+    assert!(matches!(
+        store.provision("[node", "DIRCONFIG", 2),
+        Err(StoreError::Rejected(Rejected::Syntax { line: 1, .. }))
+    ));
+    assert_eq!(store.current_number().unwrap(), Some(1));
+    assert_eq!(store.current().unwrap().unwrap().config, config_for(2));
 }
 
 /// The environment variable that turns `crash_writer` into the writer of the crash test.

@@ -1,0 +1,421 @@
+//! The daemon's configuration service: the store on /data, the provisioning file read at start,
+//! the configuration in force, and the `config ...` commands of the control socket. Every
+//! change goes through the store, which validates it first; the configuration in force is
+//! replaced whole, and published to the parts that act on it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use log::{error, info};
+use tokio::sync::watch;
+
+use crate::config::store::{Provisioned, Revision, Store, StoreError};
+use crate::config::{self, from_toml, to_toml, validate, Config};
+use crate::control::Request;
+
+/// The provisioning file's name on the DIRCONFIG disk.
+pub const PROVISION_FILE: &str = "director.toml";
+
+pub struct Configuration {
+    /// `None` when the store cannot be opened: the box runs, but refuses changes.
+    store: Result<Store, String>,
+    current: Arc<Config>,
+    revision: Option<u64>,
+    published: watch::Sender<Arc<Config>>,
+}
+
+impl Configuration {
+    /// Opens the store in `store_dir`, imports `provision_dir/director.toml` when there is a new
+    /// one, and takes the current revision (or the built-in default) into force.
+    pub fn start(store_dir: &Path, provision_dir: &Path) -> Configuration {
+        let store = Store::open(store_dir).map_err(|e| e.to_string());
+        let (published, _) = watch::channel(Arc::new(config::builtin_default()));
+        let mut this = Configuration {
+            store,
+            current: Arc::new(config::builtin_default()),
+            revision: None,
+            published,
+        };
+        match &this.store {
+            Ok(_) => this.provision(&provision_dir.join(PROVISION_FILE)),
+            Err(why) => error!("configuration store unavailable, changes are refused: {why}"),
+        }
+        this.load();
+        this
+    }
+
+    /// A receiver that sees every configuration taken into force.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Config>> {
+        self.published.subscribe()
+    }
+
+    fn provision(&mut self, file: &Path) {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                error!("provisioning: cannot read {}: {e}", file.display());
+                return;
+            }
+        };
+        let Ok(store) = &self.store else { return };
+        match store.provision(&text, &file.display().to_string(), now_ms()) {
+            Ok(Provisioned::Unchanged) => {
+                info!("provisioning: {} was imported before", file.display())
+            }
+            Ok(Provisioned::Imported(n)) => {
+                info!("provisioning: {} imported as revision {n}", file.display())
+            }
+            Err(e) => {
+                error!(
+                    "provisioning: {} is rejected, the configuration is unchanged:",
+                    file.display()
+                );
+                for line in e.to_string().lines() {
+                    error!("provisioning: {}: {line}", file.display());
+                }
+            }
+        }
+    }
+
+    /// Takes the store's current revision into force (the built-in default when there is none).
+    fn load(&mut self) {
+        let found = match &self.store {
+            Ok(store) => store.current(),
+            Err(_) => Ok(None),
+        };
+        match found {
+            Ok(Some(revision)) => {
+                info!(
+                    "configuration: revision {} ({})",
+                    revision.number,
+                    describe(&revision)
+                );
+                self.put_in_force(revision.config, Some(revision.number));
+            }
+            Ok(None) => {
+                info!("configuration: none stored, the built-in default applies");
+                self.put_in_force(config::builtin_default(), None);
+            }
+            Err(e) => {
+                error!("configuration: the current revision cannot be read ({e}); the built-in default applies");
+                self.put_in_force(config::builtin_default(), None);
+            }
+        }
+    }
+
+    fn put_in_force(&mut self, config: Config, revision: Option<u64>) {
+        self.current = Arc::new(config);
+        self.revision = revision;
+        self.published.send_replace(self.current.clone());
+    }
+
+    fn store(&self) -> Result<&Store, String> {
+        self.store
+            .as_ref()
+            .map_err(|why| format!("the configuration store is unavailable: {why}"))
+    }
+
+    /// Answers `config <verb> ...`.
+    pub fn handle(&mut self, request: &Request) -> Result<String, String> {
+        let words: Vec<&str> = request.words.iter().map(String::as_str).collect();
+        let author = request.author.as_deref().unwrap_or("unknown");
+        match words.as_slice() {
+            ["config", "show"] => self.show(),
+            ["config", "export"] => to_toml(&self.current),
+            ["config", "import"] => {
+                let config = from_toml(&request.body).map_err(|e| one_line_problems(&e))?;
+                let comment = request.comment.as_deref().unwrap_or("import");
+                self.change(&config, author, comment)
+            }
+            ["config", "set", path, value @ ..] if !value.is_empty() => {
+                let config = edit(&self.current, path, Some(&value.join(" ")))?;
+                let comment = request
+                    .comment
+                    .clone()
+                    .unwrap_or_else(|| format!("set {path} = {}", value.join(" ")));
+                self.change(&config, author, &comment)
+            }
+            ["config", "unset", path] => {
+                let config = edit(&self.current, path, None)?;
+                let comment = request
+                    .comment
+                    .clone()
+                    .unwrap_or_else(|| format!("unset {path}"));
+                self.change(&config, author, &comment)
+            }
+            ["config", "history"] => self.history(usize::MAX),
+            ["config", "history", count] => {
+                let count = count
+                    .parse()
+                    .map_err(|_| format!("history: '{count}' is not a number of revisions"))?;
+                self.history(count)
+            }
+            ["config", "diff", rest @ ..] if rest.len() <= 2 => self.diff(rest),
+            ["config", "rollback", number] => {
+                let number = revision_number(number)?;
+                let store = self.store()?;
+                let new = store
+                    .rollback(number, author, now_ms())
+                    .map_err(|e| e.to_string())?;
+                self.load();
+                Ok(format!(
+                    "revision {new}: revision {number} is in force again\n"
+                ))
+            }
+            ["config", "validate"] => {
+                let problems = validate(&self.current);
+                let what = match self.revision {
+                    Some(n) => format!("revision {n}"),
+                    None => "the built-in default".to_string(),
+                };
+                if problems.is_empty() {
+                    Ok(format!("{what} is valid\n"))
+                } else {
+                    let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+                    Err(format!("{what}: {}", list.join("; ")))
+                }
+            }
+            ["config", ..] => Err(format!(
+                "unknown config command '{}'",
+                words.get(1..).unwrap_or_default().join(" ")
+            )),
+            _ => Err("not a config command".into()),
+        }
+    }
+
+    fn change(&mut self, config: &Config, author: &str, comment: &str) -> Result<String, String> {
+        let store = self.store()?;
+        if *config == *self.current && self.revision.is_some() {
+            return Ok(format!(
+                "no change: revision {} already says this\n",
+                self.revision.unwrap_or_default()
+            ));
+        }
+        let number = store
+            .commit(config, author, comment, now_ms())
+            .map_err(|e| match e {
+                StoreError::Invalid(problems) => {
+                    let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+                    format!("rejected, nothing changed: {}", list.join("; "))
+                }
+                other => other.to_string(),
+            })?;
+        info!("configuration: revision {number} by {author}: {comment}");
+        self.load();
+        Ok(format!("revision {number}\n"))
+    }
+
+    fn show(&self) -> Result<String, String> {
+        let text = to_toml(&self.current)?;
+        let head = match self.revision {
+            Some(n) => match self.store()?.get(n) {
+                Ok(revision) => format!("# revision {n}: {}\n", describe(&revision)),
+                Err(e) => format!("# revision {n} ({e})\n"),
+            },
+            None => "# the built-in default (no revision stored)\n".to_string(),
+        };
+        Ok(format!("{head}{text}"))
+    }
+
+    fn history(&self, count: usize) -> Result<String, String> {
+        let all = self.store()?.history().map_err(|e| e.to_string())?;
+        if all.is_empty() {
+            return Ok("no revision stored: the built-in default applies\n".into());
+        }
+        let skip = all.len().saturating_sub(count);
+        let mut out = String::new();
+        for revision in &all[skip..] {
+            let mark = if Some(revision.number) == self.revision {
+                '*'
+            } else {
+                ' '
+            };
+            out.push_str(&format!(
+                "{mark}{:>5}  {}  {}  {}\n",
+                revision.number,
+                utc(revision.time_ms),
+                revision.author,
+                revision.comment
+            ));
+        }
+        Ok(out)
+    }
+
+    fn diff(&self, numbers: &[&str]) -> Result<String, String> {
+        let store = self.store()?;
+        let current = self
+            .revision
+            .ok_or("no revision stored: nothing to compare")?;
+        let (from, to) = match numbers {
+            [] if current > 1 => (current - 1, current),
+            [] => return Err("only one revision is stored: nothing to compare".into()),
+            [from] => (revision_number(from)?, current),
+            [from, to, ..] => (revision_number(from)?, revision_number(to)?),
+        };
+        let diff = store.diff(from, to).map_err(|e| e.to_string())?;
+        Ok(format!("--- revision {from}\n+++ revision {to}\n{diff}"))
+    }
+}
+
+fn revision_number(text: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| format!("'{text}' is not a revision number"))
+}
+
+fn describe(revision: &Revision) -> String {
+    format!(
+        "{} by {}: {}",
+        utc(revision.time_ms),
+        revision.author,
+        revision.comment
+    )
+}
+
+fn one_line_problems(rejected: &config::Rejected) -> String {
+    format!(
+        "rejected, nothing changed: {}",
+        rejected.to_string().replace('\n', "; ")
+    )
+}
+
+/// A copy of `config` with the field at `path` set to `value` (a TOML value; a bare word is
+/// a string) or removed (`None`). Path segments are keys; in a list of tables (virtual
+/// servers, real servers, interfaces) a segment is an element's `name` or its index.
+pub fn edit(config: &Config, path: &str, value: Option<&str>) -> Result<Config, String> {
+    let text = to_toml(config)?;
+    let mut root: toml::Value = toml::from_str(&text).map_err(|e| e.to_string())?;
+    let segments: Vec<&str> = path.split('.').collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(format!("'{path}' is not a field path (like pair.deadtime)"));
+    }
+    set_in(&mut root, &segments, 0, value.map(parse_value))?;
+    let text = toml::to_string(&root).map_err(|e| e.to_string())?;
+    from_toml(&text).map_err(|e| match e {
+        config::Rejected::Syntax { message, .. } => format!("{path}: {message}"),
+        other => format!(
+            "rejected, nothing changed: {}",
+            other.to_string().replace('\n', "; ")
+        ),
+    })
+}
+
+/// Walks `segments[at..]` down from `node` and sets (or removes) the last one.
+fn set_in(
+    node: &mut toml::Value,
+    segments: &[&str],
+    at: usize,
+    value: Option<toml::Value>,
+) -> Result<(), String> {
+    let walked = |n: usize| segments.get(..n).unwrap_or_default().join(".");
+    let Some(segment) = segments.get(at) else {
+        return Err("empty field path".into());
+    };
+    let last = at + 1 == segments.len();
+    match node {
+        toml::Value::Table(table) if last => match value {
+            Some(value) => {
+                table.insert(segment.to_string(), value);
+                Ok(())
+            }
+            None => table
+                .remove(*segment)
+                .map(|_| ())
+                .ok_or_else(|| format!("{}: not set", walked(at + 1))),
+        },
+        toml::Value::Table(table) => {
+            if !table.contains_key(*segment) {
+                if value.is_none() {
+                    return Err(format!("{}: not set", walked(at + 1)));
+                }
+                table.insert(segment.to_string(), toml::Value::Table(toml::Table::new()));
+            }
+            match table.get_mut(*segment) {
+                Some(child) => set_in(child, segments, at + 1, value),
+                None => Err(format!("{}: not set", walked(at + 1))),
+            }
+        }
+        toml::Value::Array(items) => {
+            let names = entry_names(items);
+            let index = items
+                .iter()
+                .position(|item| item.get("name").and_then(toml::Value::as_str) == Some(segment))
+                .or_else(|| segment.parse::<usize>().ok().filter(|i| *i < items.len()));
+            match (index, last) {
+                (Some(_), true) => Err(format!(
+                    "{}: a whole entry cannot be set; name one of its fields",
+                    walked(at + 1)
+                )),
+                (Some(i), false) => match items.get_mut(i) {
+                    Some(child) => set_in(child, segments, at + 1, value),
+                    None => Err(format!("{}: no such entry", walked(at + 1))),
+                },
+                (None, _) => Err(format!(
+                    "{}: no entry '{segment}' (there are: {names})",
+                    walked(at)
+                )),
+            }
+        }
+        _ => Err(format!("{}: not a section", walked(at))),
+    }
+}
+
+fn entry_names(items: &[toml::Value]) -> String {
+    let names: Vec<String> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.get("name")
+                .and_then(toml::Value::as_str)
+                .map_or_else(|| i.to_string(), str::to_string)
+        })
+        .collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// A TOML value when it reads as one (`5`, `true`, `"x"`, `["a", "b"]`), else the text as a
+/// string, so `config set node.hostname lvs-a` needs no quotes.
+fn parse_value(text: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("value = {text}")) {
+        Ok(mut table) => table
+            .remove("value")
+            .unwrap_or_else(|| toml::Value::String(text.to_string())),
+        Err(_) => toml::Value::String(text.to_string()),
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of milliseconds since the epoch.
+pub fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian, era of 400 years).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests;

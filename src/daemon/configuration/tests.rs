@@ -1,0 +1,240 @@
+//! Tests of the configuration service: the `config` commands against a real store on disk,
+//! provisioning at start, and field edits.
+
+use super::*;
+use crate::scratch::Scratch;
+
+fn scratch(tag: &str) -> Scratch {
+    let dir = Scratch::new(tag);
+    std::fs::create_dir_all(dir.path().join("provision")).expect("scratch directory");
+    dir
+}
+
+fn start(dir: &Scratch) -> Configuration {
+    Configuration::start(&dir.path().join("store"), &dir.path().join("provision"))
+}
+
+fn provide(dir: &Scratch, text: &str) {
+    std::fs::write(dir.path().join("provision").join(PROVISION_FILE), text).expect("write");
+}
+
+fn ask(service: &mut Configuration, words: &str, body: &str) -> Result<String, String> {
+    let words: Vec<&str> = words.split_whitespace().collect();
+    let mut request = Request::new(&words);
+    request.author = Some("alice".into());
+    request.body = body.to_string();
+    service.handle(&request)
+}
+
+const WEB: &str = r#"
+[node]
+hostname = "lvs-a"
+
+[[virtual_servers]]
+name = "web"
+vip = "192.0.2.100"
+port = 80
+scheduler = "wlc"
+
+[[virtual_servers.real_servers]]
+name = "web1"
+address = "198.51.100.11"
+
+[[virtual_servers.real_servers]]
+name = "web2"
+address = "198.51.100.12"
+
+[admin]
+listen = "0.0.0.0"
+port = 3636
+allowed = ["192.0.2.0/24"]
+"#;
+
+#[test]
+fn without_anything_stored_the_builtin_default_applies() {
+    let dir = scratch("default");
+    let mut service = start(&dir);
+    assert_eq!(
+        *service.subscribe().borrow().as_ref(),
+        config::builtin_default()
+    );
+    let shown = ask(&mut service, "config show", "").unwrap();
+    assert!(shown.starts_with("# the built-in default"), "{shown}");
+    assert!(ask(&mut service, "config history", "")
+        .unwrap()
+        .contains("no revision stored"));
+    assert_eq!(
+        ask(&mut service, "config validate", "").unwrap(),
+        "the built-in default is valid\n"
+    );
+}
+
+#[test]
+fn import_set_history_diff_and_rollback() {
+    let dir = scratch("cycle");
+    let mut service = start(&dir);
+    let changes = service.subscribe();
+    assert_eq!(
+        ask(&mut service, "config import", WEB).unwrap(),
+        "revision 1\n"
+    );
+    assert_eq!(changes.borrow().node.hostname, "lvs-a");
+    assert_eq!(
+        ask(
+            &mut service,
+            "config set virtual_servers.web.real_servers.web2.weight 5",
+            ""
+        )
+        .unwrap(),
+        "revision 2\n"
+    );
+    assert_eq!(service.current.virtual_servers[0].real_servers[1].weight, 5);
+    ask(
+        &mut service,
+        "config set virtual_servers.0.scheduler rr",
+        "",
+    )
+    .unwrap();
+    let history = ask(&mut service, "config history", "").unwrap();
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 3, "{history}");
+    assert!(lines[2].starts_with("*    3  "), "{history}");
+    assert!(lines[1].contains("alice  set virtual_servers.web.real_servers.web2.weight = 5"));
+    assert_eq!(
+        ask(&mut service, "config history 1", "")
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+
+    let diff = ask(&mut service, "config diff", "").unwrap();
+    assert!(
+        diff.contains("-scheduler = \"wlc\"\n+scheduler = \"rr\"\n"),
+        "{diff}"
+    );
+    let diff = ask(&mut service, "config diff 1 2", "").unwrap();
+    assert!(diff.contains("+weight = 5\n"), "{diff}");
+
+    assert_eq!(
+        ask(&mut service, "config rollback 1", "").unwrap(),
+        "revision 4: revision 1 is in force again\n"
+    );
+    assert_eq!(
+        changes.borrow().virtual_servers[0].real_servers[1].weight,
+        1
+    );
+    assert!(ask(&mut service, "config show", "")
+        .unwrap()
+        .starts_with("# revision 4: "));
+    // The same configuration again is no new revision.
+    assert_eq!(
+        ask(&mut service, "config import", WEB).unwrap(),
+        "no change: revision 4 already says this\n"
+    );
+}
+
+#[test]
+fn the_store_survives_a_restart_of_the_service() {
+    let dir = scratch("restart");
+    {
+        let mut service = start(&dir);
+        ask(&mut service, "config import", WEB).unwrap();
+        ask(&mut service, "config set pair.peer 198.51.100.3", "").unwrap_err();
+        ask(&mut service, "config set node.hostname lvs-b", "").unwrap();
+    }
+    let service = start(&dir);
+    assert_eq!(service.revision, Some(2));
+    assert_eq!(service.current.node.hostname, "lvs-b");
+}
+
+#[test]
+fn a_bad_change_changes_nothing_and_says_why() {
+    let dir = scratch("bad");
+    let mut service = start(&dir);
+    ask(&mut service, "config import", WEB).unwrap();
+    let before = service.current.clone();
+
+    let why = ask(&mut service, "config import", "[node]\nhostname = 7\n").unwrap_err();
+    assert!(why.contains("rejected, nothing changed"), "{why}");
+    let why = ask(
+        &mut service,
+        "config set virtual_servers.web.real_servers.web1.address 198.51.100.12",
+        "",
+    )
+    .unwrap_err();
+    assert!(why.contains("virtual_servers[0].real_servers"), "{why}");
+    let why = ask(&mut service, "config set virtual_servers.mail.port 25", "").unwrap_err();
+    assert_eq!(why, "virtual_servers: no entry 'mail' (there are: web)");
+    let why = ask(&mut service, "config set node.colour blue", "").unwrap_err();
+    assert!(why.contains("node.colour"), "{why}");
+    assert!(why.contains("unknown field"), "{why}");
+    let why = ask(&mut service, "config unset pair.deadtime", "").unwrap_err();
+    assert_eq!(why, "pair: not set");
+    let why = ask(&mut service, "config set virtual_servers.web 1", "").unwrap_err();
+    assert!(why.contains("a whole entry"), "{why}");
+    assert!(ask(&mut service, "config rollback 9", "").is_err());
+    assert!(ask(&mut service, "config diff x", "").is_err());
+    assert!(ask(&mut service, "config frobnicate", "").is_err());
+
+    assert_eq!(service.current, before);
+    assert_eq!(service.revision, Some(1));
+}
+
+#[test]
+fn unset_removes_an_optional_field() {
+    let dir = scratch("unset");
+    let mut service = start(&dir);
+    ask(&mut service, "config import", WEB).unwrap();
+    ask(
+        &mut service,
+        "config set virtual_servers.web.reentry 15s",
+        "",
+    )
+    .unwrap();
+    assert!(service.current.virtual_servers[0].reentry.is_some());
+    ask(&mut service, "config unset virtual_servers.web.reentry", "").unwrap();
+    assert!(service.current.virtual_servers[0].reentry.is_none());
+}
+
+#[test]
+fn values_read_as_toml_or_as_words() {
+    assert_eq!(parse_value("5"), toml::Value::Integer(5));
+    assert_eq!(parse_value("true"), toml::Value::Boolean(true));
+    assert_eq!(parse_value("lvs-a"), toml::Value::String("lvs-a".into()));
+    assert_eq!(parse_value("\"5\""), toml::Value::String("5".into()));
+    assert_eq!(
+        parse_value("[\"192.0.2.0/24\"]"),
+        toml::Value::Array(vec![toml::Value::String("192.0.2.0/24".into())])
+    );
+}
+
+#[test]
+fn provisioning_imports_a_new_file_once_and_refuses_a_bad_one() {
+    let dir = scratch("provision");
+    provide(&dir, WEB);
+    {
+        let service = start(&dir);
+        assert_eq!(service.revision, Some(1));
+        assert_eq!(service.current.node.hostname, "lvs-a");
+    }
+    // Same file at the next start: nothing new.
+    assert_eq!(start(&dir).revision, Some(1));
+    // A bad file: the old revision stays in force.
+    provide(&dir, "[node]\nhostname = \"lvs a\"\n");
+    let service = start(&dir);
+    assert_eq!(service.revision, Some(1));
+    assert_eq!(service.current.node.hostname, "lvs-a");
+    drop(service);
+    provide(&dir, &WEB.replace("lvs-a", "lvs-c"));
+    let service = start(&dir);
+    assert_eq!(service.revision, Some(2));
+    assert_eq!(service.current.node.hostname, "lvs-c");
+}
+
+#[test]
+fn times_are_shown_in_utc() {
+    assert_eq!(utc(0), "1970-01-01 00:00:00");
+    assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
+    assert_eq!(utc(1_795_398_245_000), "2026-11-23 01:44:05");
+}
