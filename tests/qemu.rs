@@ -27,7 +27,7 @@ fn boots_with_director_as_pid1_and_powers_off_cleanly() {
         },
     );
     vm.wait_for("INFO  init: director", BOOT);
-    vm.wait_for("is blank: making an ext2 filesystem", BOOT);
+    vm.wait_for("is blank: making an ext4 filesystem", BOOT);
     vm.wait_for("mounted /dev/vda on /data", BOOT);
     vm.wait_for(READY, BOOT);
 
@@ -161,7 +161,7 @@ fn orphaned_grandchildren_are_reaped_by_pid1() {
 fn data_written_under_data_survives_a_reboot() {
     let dir = test_dir("persistence");
     let mut vm = Vm::boot(&dir, Boot::default());
-    vm.wait_for("is blank: making an ext2 filesystem", BOOT);
+    vm.wait_for("is blank: making an ext4 filesystem", BOOT);
     vm.wait_for(READY, BOOT);
     let token = format!("token-{}", std::process::id());
     vm.sh(&format!("echo {token} > /data/persist; sync"), SHORT);

@@ -128,12 +128,19 @@ fn online(words: &[&str], author: Option<String>, comment: Option<String>) -> Re
     request
 }
 
-/// Who is at the keyboard: the user behind sudo, the login, or the uid.
+/// Who is at the keyboard: the user behind sudo, the login, the account of the uid, or the uid.
 fn default_author() -> Option<String> {
+    let uid = nix::unistd::getuid();
     ["SUDO_USER", "USER", "LOGNAME"]
         .iter()
         .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
-        .or_else(|| Some(format!("uid{}", nix::unistd::getuid())))
+        .or_else(|| {
+            nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map(|user| user.name)
+        })
+        .or_else(|| Some(format!("uid{uid}")))
 }
 
 fn print_toml(config: &config::Config) -> ExitCode {

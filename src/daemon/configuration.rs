@@ -41,7 +41,7 @@ impl Configuration {
             Ok(_) => this.provision(&provision_dir.join(PROVISION_FILE)),
             Err(why) => error!("configuration store unavailable, changes are refused: {why}"),
         }
-        this.load();
+        this.load(true);
         this
     }
 
@@ -79,19 +79,22 @@ impl Configuration {
         }
     }
 
-    /// Takes the store's current revision into force (the built-in default when there is none).
-    fn load(&mut self) {
+    /// Takes the store's current revision into force (the built-in default when there is none);
+    /// `announce` says which on the console (at start; a change has said it already).
+    fn load(&mut self, announce: bool) {
         let found = match &self.store {
             Ok(store) => store.current(),
             Err(_) => Ok(None),
         };
         match found {
             Ok(Some(revision)) => {
-                info!(
-                    "configuration: revision {} ({})",
-                    revision.number,
-                    describe(&revision)
-                );
+                if announce {
+                    info!(
+                        "configuration: revision {} ({})",
+                        revision.number,
+                        describe(&revision)
+                    );
+                }
                 self.put_in_force(revision.config, Some(revision.number));
             }
             Ok(None) => {
@@ -159,7 +162,8 @@ impl Configuration {
                 let new = store
                     .rollback(number, author, now_ms())
                     .map_err(|e| e.to_string())?;
-                self.load();
+                info!("configuration: revision {new} by {author}: rollback to revision {number}");
+                self.load(false);
                 Ok(format!(
                     "revision {new}: revision {number} is in force again\n"
                 ))
@@ -203,7 +207,7 @@ impl Configuration {
                 other => other.to_string(),
             })?;
         info!("configuration: revision {number} by {author}: {comment}");
-        self.load();
+        self.load(false);
         Ok(format!("revision {number}\n"))
     }
 

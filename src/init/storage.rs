@@ -16,6 +16,7 @@ pub const DATA_DIR: &str = "/data";
 const DEVICE_WAIT: Duration = Duration::from_secs(3);
 const MKFS: &str = "/sbin/mke2fs";
 const FSCK: &str = "/sbin/e2fsck";
+const TUNE: &str = "/sbin/tune2fs";
 const LABEL: &str = "director-data";
 
 /// How /data ended up.
@@ -55,20 +56,37 @@ fn mount_disk(device: &Path, target: &Path) -> Result<bool, String> {
     let contents = block::probe(device).map_err(|e| format!("{}: {e}", device.display()))?;
     let formatted = match contents {
         Contents::Blank => {
-            info!("{} is blank: making an ext2 filesystem", device.display());
+            info!("{} is blank: making an ext4 filesystem", device.display());
             run_tool(
                 MKFS,
-                &["-q", "-L", LABEL, "-m", "0", &device.to_string_lossy()],
+                &[
+                    "-q",
+                    "-t",
+                    "ext4",
+                    "-L",
+                    LABEL,
+                    "-m",
+                    "0",
+                    &device.to_string_lossy(),
+                ],
             )?;
             true
         }
-        Contents::Ext { clean: true, .. } => false,
-        Contents::Ext { clean: false, .. } => {
-            warn!(
-                "{} was not unmounted cleanly: checking it",
-                device.display()
-            );
-            check_filesystem(device);
+        Contents::Ext { clean, journal, .. } => {
+            if !clean {
+                warn!(
+                    "{} was not unmounted cleanly: checking it",
+                    device.display()
+                );
+                check_filesystem(device);
+            }
+            if !journal {
+                // Without a journal a power cut can corrupt directories beyond repair.
+                info!("{}: adding a journal", device.display());
+                if let Err(e) = run_tool(TUNE, &["-j", &device.to_string_lossy()]) {
+                    error!("{}: no journal added: {e}", device.display());
+                }
+            }
             false
         }
         Contents::Unknown => {

@@ -12,14 +12,20 @@ const EXT_SUPERBLOCK: usize = 1024;
 const EXT_MAGIC: u16 = 0xEF53;
 const EXT_STATE_VALID: u16 = 0x0001;
 const EXT_STATE_ERRORS: u16 = 0x0002;
+const EXT_COMPAT_HAS_JOURNAL: u32 = 0x0004;
 
 /// What the start of a disk holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Contents {
     /// Only zeros: safe to make a filesystem on.
     Blank,
-    /// An ext2/3/4 filesystem; `clean` when it was unmounted cleanly and has no recorded errors.
-    Ext { clean: bool, label: String },
+    /// An ext2/3/4 filesystem; `clean` when it was unmounted cleanly and has no recorded errors;
+    /// `journal` when it has one (ext3/ext4).
+    Ext {
+        clean: bool,
+        journal: bool,
+        label: String,
+    },
     /// Something else: never overwritten.
     Unknown,
 }
@@ -39,10 +45,12 @@ pub fn classify(head: &[u8]) -> Contents {
         let magic = u16::from_le_bytes([sb[56], sb[57]]);
         if magic == EXT_MAGIC {
             let state = u16::from_le_bytes([sb[58], sb[59]]);
+            let compat = u32::from_le_bytes([sb[92], sb[93], sb[94], sb[95]]);
             let label_bytes = &sb[120..136];
             let end = label_bytes.iter().position(|&b| b == 0).unwrap_or(16);
             return Contents::Ext {
                 clean: state & EXT_STATE_VALID != 0 && state & EXT_STATE_ERRORS == 0,
+                journal: compat & EXT_COMPAT_HAS_JOURNAL != 0,
                 label: String::from_utf8_lossy(&label_bytes[..end]).into_owned(),
             };
         }
@@ -147,7 +155,12 @@ mod tests {
     }
 
     fn ext_head(state: u16, label: &str) -> Vec<u8> {
+        ext_head_with(state, 0, label)
+    }
+
+    fn ext_head_with(state: u16, compat: u32, label: &str) -> Vec<u8> {
         let mut head = vec![0u8; BLANK_PROBE_BYTES];
+        head[1024 + 92..1024 + 96].copy_from_slice(&compat.to_le_bytes());
         head[1024 + 56..1024 + 58].copy_from_slice(&EXT_MAGIC.to_le_bytes());
         head[1024 + 58..1024 + 60].copy_from_slice(&state.to_le_bytes());
         head[1024 + 120..1024 + 120 + label.len()].copy_from_slice(label.as_bytes());
@@ -177,6 +190,7 @@ mod tests {
             classify(&ext_head(1, "data")),
             Contents::Ext {
                 clean: true,
+                journal: false,
                 label: "data".into()
             }
         );
@@ -184,13 +198,15 @@ mod tests {
             classify(&ext_head(0, "")),
             Contents::Ext {
                 clean: false,
+                journal: false,
                 label: String::new()
             }
         );
         assert_eq!(
-            classify(&ext_head(3, "x")),
+            classify(&ext_head_with(3, 0x3c, "x")),
             Contents::Ext {
                 clean: false,
+                journal: true,
                 label: "x".into()
             }
         );

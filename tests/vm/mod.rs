@@ -36,6 +36,8 @@ pub struct Boot {
     pub data: Option<PathBuf>,
     /// More kernel command line.
     pub append: Option<String>,
+    /// A director.toml to provision from a DIRCONFIG disk (`qemu/run --config`).
+    pub config: Option<PathBuf>,
 }
 
 impl Boot {
@@ -85,6 +87,9 @@ impl Vm {
         }
         if let Some(append) = &boot.append {
             command.arg("--append").arg(append);
+        }
+        if let Some(config) = &boot.config {
+            command.arg("--config").arg(config);
         }
         if boot.no_data {
             command.arg("--no-data");
@@ -198,8 +203,13 @@ impl Vm {
         self.wait_for(&format!("@@B{n}@@"), timeout);
         let text = self.wait_for(&format!("@@E{n}@@"), timeout);
         let body = &text[..text.len() - format!("@@E{n}@@").len()];
-        body.trim_matches(|c| c == '\r' || c == '\n')
-            .replace('\r', "")
+        // Log lines of the kernel and the daemon ("[   3.14] ...") share the console.
+        let lines: Vec<&str> = body
+            .split('\n')
+            .map(|line| line.trim_end_matches('\r'))
+            .filter(|line| !is_log_line(line))
+            .collect();
+        lines.join("\n").trim_matches('\n').to_string()
     }
 
     /// Waits for QEMU to exit by itself.
@@ -218,6 +228,14 @@ impl Vm {
         }
     }
 
+    /// Pulls the plug: QEMU is killed at once, nothing in the guest gets to finish.
+    pub fn power_kill(&mut self) {
+        if let Some(mut qemu) = self.qemu.take() {
+            let _ = qemu.kill();
+            let _ = qemu.wait();
+        }
+    }
+
     /// Fails the test with the end of the console log.
     pub fn fail(&self, why: &str) -> ! {
         let text = self.console();
@@ -227,6 +245,20 @@ impl Vm {
             "{why}\n--- last console lines ({}) ---\n{tail}\n---",
             self.dir.join("console.log").display()
         );
+    }
+}
+
+/// A line the kernel or the director's logger printed: `[` seconds `.` micros `]`.
+fn is_log_line(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix('[') else {
+        return false;
+    };
+    match rest.split_once(']') {
+        Some((stamp, _)) => {
+            let stamp = stamp.trim();
+            !stamp.is_empty() && stamp.chars().all(|c| c.is_ascii_digit() || c == '.')
+        }
+        None => false,
     }
 }
 
