@@ -3,20 +3,11 @@
 //! Dispatch is by subcommand (`director init|daemon|ctl|poweroff|reboot|halt`) or by the name it
 //! was started as (`/sbin/init`, `/init`, `poweroff`, `reboot`, `halt` are links to it).
 
-mod config;
-mod control;
-mod ctl;
-mod daemon;
-mod init;
-mod logging;
-mod power;
-#[cfg(test)]
-mod scratch;
-mod sys;
-
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
+
+use director::{ctl, daemon, init, power};
 
 const USAGE: &str = "\
 usage: director <command> [args]

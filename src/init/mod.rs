@@ -123,7 +123,7 @@ pub fn run() -> ExitCode {
             }
         }
         loop {
-            match reader.next() {
+            match reader.pending() {
                 Ok(Some(signal)) => {
                     if let Some(action) = shutdown_action(signal) {
                         info!("{signal} received");

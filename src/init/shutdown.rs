@@ -91,7 +91,7 @@ fn wait_for_children(
         let mut fds = [PollFd::new(signals.fd(), PollFlags::POLLIN)];
         let _ = poll(&mut fds, PollTimeout::from(millis));
         // Drain: during shutdown only SIGCHLD matters; a second request is already being met.
-        while let Ok(Some(_)) = signals.next() {}
+        while let Ok(Some(_)) = signals.pending() {}
     }
 }
 

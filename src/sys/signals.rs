@@ -24,7 +24,7 @@ impl SignalReader {
     }
 
     /// The next pending signal, or `None` when none is pending.
-    pub fn next(&mut self) -> nix::Result<Option<Signal>> {
+    pub fn pending(&mut self) -> nix::Result<Option<Signal>> {
         loop {
             match self.fd.read_signal()? {
                 None => return Ok(None),

@@ -1,0 +1,14 @@
+//! The director's parts, shared by the `director` binary (`src/main.rs`), the integration
+//! tests and the fuzz targets: PID 1 (`init`), the control plane (`daemon`), the configuration
+//! (`config`), the command line (`ctl`), and every kernel touch point (`sys`).
+
+pub mod config;
+pub mod control;
+pub mod ctl;
+pub mod daemon;
+pub mod init;
+pub mod logging;
+pub mod power;
+#[cfg(test)]
+mod scratch;
+pub mod sys;
