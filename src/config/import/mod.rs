@@ -3,6 +3,8 @@
 //! `haresources` and `authkeys`. Each turns its format into a `Config`; whatever has no
 //! equivalent is reported line by line as a `Note`, never silently dropped.
 
+pub mod lvscf;
+
 use std::fmt;
 use std::path::Path;
 
@@ -245,6 +247,7 @@ fn import_foreign(
 ) -> Result<Imported, ImportError> {
     match format {
         // Each importer adds its arm here.
+        Format::LvsCf => lvscf::import(source),
         _ => {
             let _ = sibling;
             Err(ImportError::Unreadable(vec![Note::new(
