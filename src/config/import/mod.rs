@@ -3,14 +3,14 @@
 //! `haresources` and `authkeys`. Each turns its format into a `Config`; whatever has no
 //! equivalent is reported line by line as a `Note`, never silently dropped.
 
+pub mod keepalived;
 pub mod ldirectord;
+pub mod lvscf;
 
 use std::fmt;
 use std::path::Path;
 
 use super::{from_toml, validate, Config, Problem, Rejected};
-
-pub mod keepalived;
 
 /// The formats `director config validate|convert` and `import` understand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,7 +214,9 @@ pub fn import(
                 })
                 .map_err(ImportError::Toml)
         }
-        _ => import_foreign(format, source, sibling)?,
+        Format::LvsCf => lvscf::import(source)?,
+        Format::Keepalived => keepalived::import(source)?,
+        Format::Ldirectord => ldirectord::import(source, sibling)?,
     };
     let problems = validate(&imported.config);
     if problems.is_empty() {
@@ -240,24 +242,4 @@ pub fn import_path(path: &Path) -> Result<(Format, Result<Imported, ImportError>
         text: &text,
     };
     Ok((format, import(format, source, &sibling)))
-}
-
-fn import_foreign(
-    format: Format,
-    source: Source<'_>,
-    sibling: &dyn Fn(&str) -> Option<String>,
-) -> Result<Imported, ImportError> {
-    match format {
-        // Each importer adds its arm here.
-        Format::Keepalived => keepalived::import(source),
-        Format::Ldirectord => ldirectord::import(source, sibling),
-        _ => {
-            let _ = sibling;
-            Err(ImportError::Unreadable(vec![Note::new(
-                source.name,
-                0,
-                format!("importing {format} is not available yet"),
-            )]))
-        }
-    }
 }
