@@ -16,7 +16,7 @@ commands:
   init                  run as PID 1 (also when started as /sbin/init or /init)
   daemon                run the control-plane daemon in the foreground
   ctl <command>         talk to the running daemon (`director ctl help`)
-  config <command>      check and convert configuration files (`director config help`)
+  config <command>      the configuration: revisions, import, offline checks (`director config help`)
   poweroff|reboot|halt  ask PID 1 to shut the box down
   version               print the version
 ";
