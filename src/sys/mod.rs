@@ -8,5 +8,6 @@ pub mod kmod;
 pub mod mount;
 pub mod power;
 pub mod process;
+pub mod rtnl;
 pub mod signals;
 pub mod tty;
