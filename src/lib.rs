@@ -8,6 +8,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod init;
 pub mod logging;
+pub mod net;
 pub mod power;
 #[cfg(test)]
 mod scratch;

@@ -10,4 +10,5 @@ pub mod power;
 pub mod process;
 pub mod rtnl;
 pub mod signals;
+pub mod sysctl;
 pub mod tty;

@@ -122,6 +122,8 @@ pub struct FakeRtnl {
     pub neighbours: Vec<Neighbour>,
     /// Every change made: "up eth0", "mtu eth0 9000", "add 192.0.2.1/24 eth0", ...
     pub changes: Vec<String>,
+    /// The largest MTU the links' driver takes (65535 when unset).
+    pub max_mtu: Option<u32>,
 }
 
 #[cfg(test)]
@@ -173,7 +175,7 @@ impl Rtnl for FakeRtnl {
 
     fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<(), RtnlError> {
         let name = self.name(index, "set mtu")?;
-        if !(68..=65535).contains(&mtu) {
+        if !(68..=self.max_mtu.unwrap_or(65535)).contains(&mtu) {
             return Err(RtnlError::new(
                 format!("set the MTU of {name} to {mtu}"),
                 Some(22),
