@@ -39,6 +39,12 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Revision `number` was committed and is current, but making it durable failed: it may
+    /// not survive a power cut.
+    NotDurable {
+        number: u64,
+        why: String,
+    },
     /// A stored revision that cannot be read back.
     Corrupt {
         revision: u64,
@@ -71,6 +77,10 @@ impl fmt::Display for StoreError {
             StoreError::Sync { path, source } => {
                 write!(f, "store: fsync {}: {source}", path.display())
             }
+            StoreError::NotDurable { number, why } => write!(
+                f,
+                "revision {number} is stored but not confirmed on disk ({why}); it may not survive a power cut"
+            ),
             StoreError::Corrupt { revision, why } => {
                 write!(f, "revision {revision} cannot be read: {why}")
             }
@@ -213,9 +223,16 @@ impl Store {
             Err(TransactionError::Abort(why)) => return Err(StoreError::Encode(why)),
             Err(TransactionError::Storage(e)) => return Err(StoreError::Database(e)),
         };
-        self.db.flush()?;
-        self.make_durable()?;
-        Ok(number)
+        // The transaction is done: from here on the revision is current, whatever fails.
+        let durable = self
+            .db
+            .flush()
+            .map_err(|e| e.to_string())
+            .and_then(|_| self.make_durable().map_err(|e| e.to_string()));
+        match durable {
+            Ok(()) => Ok(number),
+            Err(why) => Err(StoreError::NotDurable { number, why }),
+        }
     }
 
     /// sled's flush ends in sync_file_range(2), which writes the data but neither the file's
@@ -249,16 +266,25 @@ impl Store {
         Ok(())
     }
 
-    /// Every revision, oldest first.
-    pub fn history(&self) -> Result<Vec<Revision>, StoreError> {
-        self.revisions
-            .iter()
-            .map(|entry| {
-                let (key, value) = entry?;
-                let number = decode_number(&key);
-                decode(number, &value)
-            })
-            .collect()
+    /// Every revision, oldest first; one that cannot be read is there as its error, so the
+    /// others still show.
+    pub fn history(&self) -> Result<Vec<Result<Revision, StoreError>>, StoreError> {
+        let mut all = Vec::new();
+        for entry in self.revisions.iter() {
+            let (key, value) = entry?;
+            let number = decode_number(&key);
+            all.push(decode(number, &value));
+        }
+        Ok(all)
+    }
+
+    /// Overwrites revision `number` with bytes that are not a record, as a damaged disk would.
+    #[cfg(test)]
+    pub fn damage_for_tests(&self, number: u64) {
+        let _ = self
+            .revisions
+            .insert(number.to_be_bytes(), &b"\x85damaged"[..]);
+        let _ = self.db.flush();
     }
 
     /// Makes the configuration of revision `number` current again, as a new revision.
@@ -325,7 +351,9 @@ fn decode(number: u64, bytes: &[u8]) -> Result<Revision, StoreError> {
     let author = d.str().map_err(|e| corrupt(e.to_string()))?.to_string();
     let comment = d.str().map_err(|e| corrupt(e.to_string()))?.to_string();
     let text = d.str().map_err(|e| corrupt(e.to_string()))?;
-    let config = from_toml(text).map_err(|e| corrupt(e.to_string()))?;
+    // Read, not judged: a revision that was valid when stored stays readable when a later
+    // firmware's rules are stricter (`validate` then says what to change).
+    let config: Config = toml::from_str(text).map_err(|e| corrupt(e.message().to_string()))?;
     Ok(Revision {
         number,
         time_ms,
@@ -335,10 +363,43 @@ fn decode(number: u64, bytes: &[u8]) -> Result<Revision, StoreError> {
     })
 }
 
-/// A line diff by longest common subsequence (configurations are a few hundred lines).
+/// Largest table (old lines x new lines, after the common head and tail) the diff builds.
+const DIFF_CELLS: usize = 4_000_000;
+
+/// A line diff: the common head and tail, and the longest common subsequence of the middle
+/// (when it is small enough to compute in bounded memory; else the middle is shown replaced).
 fn line_diff(old: &str, new: &str) -> String {
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
+    let head = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let tail = a[head..]
+        .iter()
+        .rev()
+        .zip(b[head..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (mid_a, mid_b) = (&a[head..a.len() - tail], &b[head..b.len() - tail]);
+    let mut out = String::new();
+    for line in &a[..head] {
+        out.push_str(&format!(" {line}\n"));
+    }
+    if mid_a.len().saturating_mul(mid_b.len()) > DIFF_CELLS {
+        for line in mid_a {
+            out.push_str(&format!("-{line}\n"));
+        }
+        for line in mid_b {
+            out.push_str(&format!("+{line}\n"));
+        }
+    } else {
+        lcs_diff(mid_a, mid_b, &mut out);
+    }
+    for line in &a[a.len() - tail..] {
+        out.push_str(&format!(" {line}\n"));
+    }
+    out
+}
+
+fn lcs_diff(a: &[&str], b: &[&str], out: &mut String) {
     let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
@@ -350,7 +411,6 @@ fn line_diff(old: &str, new: &str) -> String {
         }
     }
     let (mut i, mut j) = (0, 0);
-    let mut out = String::new();
     while i < a.len() || j < b.len() {
         if i < a.len() && j < b.len() && a[i] == b[j] {
             out.push_str(&format!(" {}\n", a[i]));
@@ -364,7 +424,6 @@ fn line_diff(old: &str, new: &str) -> String {
             j += 1;
         }
     }
-    out
 }
 
 #[cfg(test)]

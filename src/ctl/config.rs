@@ -69,9 +69,15 @@ pub fn run(args: &[String]) -> ExitCode {
             }
             Err(code) => code,
         },
-        ["convert", file] => match load(file) {
+        ["convert", file] => match load_for_convert(file) {
             Ok(config) => print_toml(&config),
-            Err(code) => code,
+            Err((code, Some(config))) => {
+                // The engineer gets the TOML to fix rather than nothing.
+                println!("# NOT VALID as it stands: fix what standard error lists, then import.");
+                print_toml(&config);
+                code
+            }
+            Err((code, None)) => code,
         },
         ["default"] => print_toml(&config::builtin_default()),
         ["help" | "--help" | "-h"] => {
@@ -106,11 +112,14 @@ pub fn run(args: &[String]) -> ExitCode {
             socket.as_deref(),
             &online(&words, author, comment),
         ),
-        ["set", _, _, ..] => send(
-            "director config",
-            socket.as_deref(),
-            &online(&words, author, comment),
-        ),
+        ["set", path, value @ ..] if !value.is_empty() => {
+            // The value goes as the body, so that its spaces arrive as typed.
+            let request = Request {
+                body: value.join(" "),
+                ..online(&["set", path], author, comment)
+            };
+            send("director config", socket.as_deref(), &request)
+        }
         _ => {
             eprint!("{USAGE}");
             ExitCode::from(2)
@@ -159,9 +168,14 @@ fn print_toml(config: &config::Config) -> ExitCode {
 /// Reads `file` in whichever format it is and checks it. Lines with no equivalent go to
 /// standard error; on failure every problem is printed, one per line, naming the file.
 fn load(file: &str) -> Result<config::Config, ExitCode> {
+    load_for_convert(file).map_err(|(code, _)| code)
+}
+
+/// As `load`; an imported configuration that breaks rules comes with the failure.
+fn load_for_convert(file: &str) -> Result<config::Config, (ExitCode, Option<Box<config::Config>>)> {
     let (format, result) = import::import_path(Path::new(file)).map_err(|why| {
         eprintln!("{why}");
-        ExitCode::from(2)
+        (ExitCode::from(2), None)
     })?;
     let report_notes = |notes: &[import::Note]| {
         for note in notes {
@@ -185,29 +199,33 @@ fn load(file: &str) -> Result<config::Config, ExitCode> {
             message,
         })) => {
             eprintln!("{file}:{line}:{column}: {message}");
-            Err(ExitCode::FAILURE)
+            Err((ExitCode::FAILURE, None))
         }
         Err(ImportError::Toml(Rejected::Invalid(problems))) => {
             for problem in &problems {
                 eprintln!("{file}: {problem}");
             }
             eprintln!("{file}: {} problem(s)", problems.len());
-            Err(ExitCode::FAILURE)
+            Err((ExitCode::FAILURE, None))
         }
         Err(ImportError::Unreadable(errors)) => {
             for error in &errors {
                 eprintln!("{error}");
             }
             eprintln!("{file}: cannot be read as {format}");
-            Err(ExitCode::FAILURE)
+            Err((ExitCode::FAILURE, None))
         }
-        Err(ImportError::Invalid { problems, notes }) => {
+        Err(ImportError::Invalid {
+            problems,
+            notes,
+            config,
+        }) => {
             report_notes(&notes);
             for problem in &problems {
                 eprintln!("{file}: imported as {format}: {problem}");
             }
             eprintln!("{file}: {} problem(s)", problems.len());
-            Err(ExitCode::FAILURE)
+            Err((ExitCode::FAILURE, Some(config)))
         }
     }
 }

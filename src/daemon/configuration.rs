@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use log::{error, info};
+use log::{error, info, warn};
 use tokio::sync::watch;
 
 use crate::config::store::{Provisioned, Revision, Store, StoreError};
@@ -22,6 +22,9 @@ pub struct Configuration {
     store: Result<Store, String>,
     current: Arc<Config>,
     revision: Option<u64>,
+    /// Why the revision in force is not the store's current one (that one cannot be read);
+    /// edits of single fields are refused until a whole configuration replaces it.
+    degraded: Option<String>,
     published: watch::Sender<Arc<Config>>,
 }
 
@@ -35,6 +38,7 @@ impl Configuration {
             store,
             current: Arc::new(config::builtin_default()),
             revision: None,
+            degraded: None,
             published,
         };
         match &this.store {
@@ -67,6 +71,10 @@ impl Configuration {
             Ok(Provisioned::Imported(n)) => {
                 info!("provisioning: {} imported as revision {n}", file.display())
             }
+            Err(StoreError::NotDurable { number, why }) => warn!(
+                "provisioning: {} imported as revision {number}, but not confirmed on disk: {why}",
+                file.display()
+            ),
             Err(e) => {
                 error!(
                     "provisioning: {} is rejected, the configuration is unchanged:",
@@ -80,32 +88,68 @@ impl Configuration {
     }
 
     /// Takes the store's current revision into force (the built-in default when there is none);
-    /// `announce` says which on the console (at start; a change has said it already).
+    /// `announce` says which on the console (at start; a change has said it already). When the
+    /// current revision cannot be read, the newest one that can is kept in force, never the
+    /// default over a stored configuration.
     fn load(&mut self, announce: bool) {
-        let found = match &self.store {
-            Ok(store) => store.current(),
-            Err(_) => Ok(None),
-        };
-        match found {
-            Ok(Some(revision)) => {
-                if announce {
-                    info!(
-                        "configuration: revision {} ({})",
-                        revision.number,
-                        describe(&revision)
-                    );
-                }
-                self.put_in_force(revision.config, Some(revision.number));
+        self.degraded = None;
+        let store = match &self.store {
+            Ok(store) => store,
+            Err(_) => {
+                self.put_in_force(config::builtin_default(), None);
+                return;
             }
+        };
+        let current = match store.current_number() {
+            Ok(Some(number)) => number,
             Ok(None) => {
                 info!("configuration: none stored, the built-in default applies");
                 self.put_in_force(config::builtin_default(), None);
+                return;
             }
             Err(e) => {
-                error!("configuration: the current revision cannot be read ({e}); the built-in default applies");
+                error!(
+                    "configuration: the store cannot be read ({e}); the built-in default applies"
+                );
+                self.degraded = Some(e.to_string());
                 self.put_in_force(config::builtin_default(), None);
+                return;
+            }
+        };
+        let mut why = None;
+        for number in (1..=current).rev() {
+            match store.get(number) {
+                Ok(revision) => {
+                    if let Some(why) = &why {
+                        error!(
+                            "configuration: revision {current} cannot be read ({why}); revision {number} stays in force"
+                        );
+                        self.degraded = Some(format!("revision {current} cannot be read: {why}"));
+                    } else if announce {
+                        info!(
+                            "configuration: revision {} ({})",
+                            revision.number,
+                            describe(&revision)
+                        );
+                    }
+                    let problems = validate(&revision.config);
+                    for problem in &problems {
+                        warn!("configuration: revision {number} breaks a current rule: {problem}");
+                    }
+                    self.put_in_force(revision.config, Some(number));
+                    return;
+                }
+                Err(e) => {
+                    why.get_or_insert_with(|| e.to_string());
+                }
             }
         }
+        let why = why.unwrap_or_default();
+        error!(
+            "configuration: no stored revision can be read ({why}); the built-in default applies"
+        );
+        self.degraded = Some(why);
+        self.put_in_force(config::builtin_default(), None);
     }
 
     fn put_in_force(&mut self, config: Config, revision: Option<u64>) {
@@ -132,15 +176,22 @@ impl Configuration {
                 let comment = request.comment.as_deref().unwrap_or("import");
                 self.change(&config, author, comment)
             }
-            ["config", "set", path, value @ ..] if !value.is_empty() => {
-                let config = edit(&self.current, path, Some(&value.join(" ")))?;
+            ["config", "set", path] => {
+                // The value travels as the body, so its spaces survive.
+                let value = request.body.trim_end_matches('\n');
+                if value.is_empty() {
+                    return Err(format!("set {path}: no value given"));
+                }
+                self.refuse_if_degraded()?;
+                let config = edit(&self.current, path, Some(value))?;
                 let comment = request
                     .comment
                     .clone()
-                    .unwrap_or_else(|| format!("set {path} = {}", value.join(" ")));
+                    .unwrap_or_else(|| format!("set {path} = {value}"));
                 self.change(&config, author, &comment)
             }
             ["config", "unset", path] => {
+                self.refuse_if_degraded()?;
                 let config = edit(&self.current, path, None)?;
                 let comment = request
                     .comment
@@ -159,9 +210,14 @@ impl Configuration {
             ["config", "rollback", number] => {
                 let number = revision_number(number)?;
                 let store = self.store()?;
-                let new = store
-                    .rollback(number, author, now_ms())
-                    .map_err(|e| e.to_string())?;
+                let new = match store.rollback(number, author, now_ms()) {
+                    Ok(new) => new,
+                    Err(StoreError::NotDurable { number: new, why }) => {
+                        warn!("configuration: revision {new} is not confirmed on disk: {why}");
+                        new
+                    }
+                    Err(e) => return Err(e.to_string()),
+                };
                 info!("configuration: revision {new} by {author}: rollback to revision {number}");
                 self.load(false);
                 Ok(format!(
@@ -189,6 +245,15 @@ impl Configuration {
         }
     }
 
+    fn refuse_if_degraded(&self) -> Result<(), String> {
+        match &self.degraded {
+            Some(why) => Err(format!(
+                "the store's current revision is not the one in force ({why}); import a whole configuration or roll back first"
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn change(&mut self, config: &Config, author: &str, comment: &str) -> Result<String, String> {
         let store = self.store()?;
         if *config == *self.current && self.revision.is_some() {
@@ -197,18 +262,26 @@ impl Configuration {
                 self.revision.unwrap_or_default()
             ));
         }
-        let number = store
-            .commit(config, author, comment, now_ms())
-            .map_err(|e| match e {
-                StoreError::Invalid(problems) => {
-                    let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-                    format!("rejected, nothing changed: {}", list.join("; "))
-                }
-                other => other.to_string(),
-            })?;
+        let (number, warning) = match store.commit(config, author, comment, now_ms()) {
+            Ok(number) => (number, String::new()),
+            Err(StoreError::NotDurable { number, why }) => {
+                warn!("configuration: revision {number} is not confirmed on disk: {why}");
+                (
+                    number,
+                    format!(
+                        "warning: not confirmed on disk ({why}); it may not survive a power cut\n"
+                    ),
+                )
+            }
+            Err(StoreError::Invalid(problems)) => {
+                let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+                return Err(format!("rejected, nothing changed: {}", list.join("; ")));
+            }
+            Err(other) => return Err(other.to_string()),
+        };
         info!("configuration: revision {number} by {author}: {comment}");
         self.load(false);
-        Ok(format!("revision {number}\n"))
+        Ok(format!("revision {number}\n{warning}"))
     }
 
     fn show(&self) -> Result<String, String> {
@@ -230,19 +303,24 @@ impl Configuration {
         }
         let skip = all.len().saturating_sub(count);
         let mut out = String::new();
-        for revision in &all[skip..] {
-            let mark = if Some(revision.number) == self.revision {
-                '*'
-            } else {
-                ' '
-            };
-            out.push_str(&format!(
-                "{mark}{:>5}  {}  {}  {}\n",
-                revision.number,
-                utc(revision.time_ms),
-                revision.author,
-                revision.comment
-            ));
+        for entry in &all[skip..] {
+            match entry {
+                Ok(revision) => {
+                    let mark = if Some(revision.number) == self.revision {
+                        '*'
+                    } else {
+                        ' '
+                    };
+                    out.push_str(&format!(
+                        "{mark}{:>5}  {}  {}  {}\n",
+                        revision.number,
+                        utc(revision.time_ms),
+                        revision.author,
+                        revision.comment
+                    ));
+                }
+                Err(e) => out.push_str(&format!("!        {e}\n")),
+            }
         }
         Ok(out)
     }
@@ -347,6 +425,10 @@ fn set_in(
                 .position(|item| item.get("name").and_then(toml::Value::as_str) == Some(segment))
                 .or_else(|| segment.parse::<usize>().ok().filter(|i| *i < items.len()));
             match (index, last) {
+                (Some(i), true) if value.is_none() => {
+                    items.remove(i);
+                    Ok(())
+                }
                 (Some(_), true) => Err(format!(
                     "{}: a whole entry cannot be set; name one of its fields",
                     walked(at + 1)

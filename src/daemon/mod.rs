@@ -194,7 +194,14 @@ async fn answer(stream: UnixStream, shared: Arc<Shared>) {
             control::MAX_REQUEST
         )),
         Ok(_) => match String::from_utf8(bytes) {
-            Ok(text) => Request::decode(&text).and_then(|request| execute(&request, &shared)),
+            Ok(text) => match Request::decode(&text) {
+                // The store's commits wait for the disk: off the runtime's thread, so that
+                // the tasks sharing it (the heartbeat among them) never wait behind a fsync.
+                Ok(request) => tokio::task::spawn_blocking(move || execute(&request, &shared))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the request failed inside the daemon: {e}"))),
+                Err(why) => Err(why),
+            },
             Err(_) => Err("the request is not UTF-8 text".into()),
         },
         Err(e) => Err(format!("reading the request: {e}")),

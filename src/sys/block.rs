@@ -62,9 +62,9 @@ pub fn classify(head: &[u8]) -> Contents {
     }
 }
 
-/// The volume label of a FAT12/16/32 filesystem from its boot sector, without the padding
-/// spaces; `None` when `head` is not a FAT boot sector or has no label.
-pub fn fat_label(head: &[u8]) -> Option<String> {
+/// Whether `head` starts with a FAT boot sector: `Some(true)` for FAT32, `Some(false)` for
+/// FAT12/16.
+fn fat_kind(head: &[u8]) -> Option<bool> {
     let sector = head.get(..512)?;
     if sector[510..512] != [0x55, 0xAA] {
         return None;
@@ -74,24 +74,90 @@ pub fn fat_label(head: &[u8]) -> Option<String> {
         return None;
     }
     // FAT32 has no 16-bit sectors-per-FAT count; its extended boot record sits further on.
-    let sectors_per_fat_16 = u16::from_le_bytes([sector[22], sector[23]]);
-    let (signature, label, kind) = if sectors_per_fat_16 == 0 {
-        (sector[66], &sector[71..82], &sector[82..90])
+    let fat32 = u16::from_le_bytes([sector[22], sector[23]]) == 0;
+    let (signature, kind) = if fat32 {
+        (sector[66], &sector[82..90])
     } else {
-        (sector[38], &sector[43..54], &sector[54..62])
+        (sector[38], &sector[54..62])
     };
-    if !matches!(signature, 0x28 | 0x29) || !kind.starts_with(b"FAT") {
-        return None;
-    }
+    (matches!(signature, 0x28 | 0x29) && kind.starts_with(b"FAT")).then_some(fat32)
+}
+
+/// The volume label of a FAT12/16/32 filesystem from its boot sector, without the padding
+/// spaces; `None` when `head` is not a FAT boot sector or has no label.
+pub fn fat_label(head: &[u8]) -> Option<String> {
+    let fat32 = fat_kind(head)?;
+    let label = if fat32 { &head[71..82] } else { &head[43..54] };
     let text = String::from_utf8_lossy(label).trim_end().to_string();
     (!text.is_empty() && text != "NO NAME").then_some(text)
 }
 
-/// Reads the first sector of `device` and returns its FAT label, if it has one.
+/// Where a FAT filesystem's root directory starts and how much of it to read (FAT12/16: the
+/// fixed root area; FAT32: the root's first cluster), from its boot sector.
+pub fn fat_root_directory(boot: &[u8]) -> Option<(u64, usize)> {
+    fat_kind(boot)?;
+    let u16_at = |i: usize| u64::from(u16::from_le_bytes([boot[i], boot[i + 1]]));
+    let u32_at = |i: usize| {
+        u64::from(u32::from_le_bytes([
+            boot[i],
+            boot[i + 1],
+            boot[i + 2],
+            boot[i + 3],
+        ]))
+    };
+    let bytes_per_sector = u16_at(11);
+    let sectors_per_cluster = u64::from(boot[13]);
+    let reserved = u16_at(14);
+    let fats = u64::from(boot[16]);
+    let root_entries = u16_at(17);
+    let fat_size_16 = u16_at(22);
+    let (offset, len) = if fat_size_16 != 0 {
+        let sector = reserved + fats * fat_size_16;
+        (sector * bytes_per_sector, root_entries * 32)
+    } else {
+        let data = reserved + fats * u32_at(36);
+        let cluster = u32_at(44).checked_sub(2)?;
+        let sector = data + cluster * sectors_per_cluster;
+        (
+            sector * bytes_per_sector,
+            sectors_per_cluster * bytes_per_sector,
+        )
+    };
+    Some((offset, len.min(64 * 1024) as usize))
+}
+
+/// The volume label entry of a FAT directory (attribute 0x08, not a long-name part), which
+/// tools that rename a volume after it was made (Windows, fatlabel) write.
+pub fn label_in_directory(directory: &[u8]) -> Option<String> {
+    for entry in directory.chunks_exact(32) {
+        match entry[0] {
+            0x00 => return None,
+            0xE5 => continue,
+            _ => {}
+        }
+        if entry[11] & 0x3F == 0x08 {
+            let text = String::from_utf8_lossy(&entry[..11]).trim_end().to_string();
+            return (!text.is_empty()).then_some(text);
+        }
+    }
+    None
+}
+
+/// The label of the FAT filesystem on `device`: the root directory's label entry when there is
+/// one (as blkid reads it), else the boot sector's.
 pub fn probe_fat_label(device: &Path) -> std::io::Result<Option<String>> {
-    let mut head = Vec::with_capacity(512);
-    File::open(device)?.take(512).read_to_end(&mut head)?;
-    Ok(fat_label(&head))
+    use std::io::{Seek, SeekFrom};
+    let mut file = File::open(device)?;
+    let mut boot = Vec::with_capacity(512);
+    (&mut file).take(512).read_to_end(&mut boot)?;
+    let from_boot = fat_label(&boot);
+    let Some((offset, len)) = fat_root_directory(&boot) else {
+        return Ok(from_boot);
+    };
+    let mut directory = Vec::with_capacity(len);
+    file.seek(SeekFrom::Start(offset))?;
+    file.take(len as u64).read_to_end(&mut directory)?;
+    Ok(label_in_directory(&directory).or(from_boot))
 }
 
 /// The block devices under `sys_block` (normally /sys/class/block), disks and partitions, by
@@ -142,6 +208,39 @@ mod tests {
             Some("DIRCONFIG".into())
         );
         assert_eq!(fat_label(&fat_head(false, b"NO NAME    ")), None);
+    }
+
+    #[test]
+    fn the_root_directory_is_found_and_its_label_read() {
+        let mut fat16 = fat_head(false, b"OLDNAME    ");
+        fat16[14..16].copy_from_slice(&4u16.to_le_bytes()); // reserved sectors
+        fat16[16] = 2; // FATs
+        fat16[17..19].copy_from_slice(&512u16.to_le_bytes()); // root entries
+        assert_eq!(
+            fat_root_directory(&fat16),
+            Some(((4 + 2 * 32) * 512, 512 * 32))
+        );
+
+        let mut fat32 = fat_head(true, b"NO NAME    ");
+        fat32[14..16].copy_from_slice(&32u16.to_le_bytes());
+        fat32[16] = 2;
+        fat32[36..40].copy_from_slice(&100u32.to_le_bytes()); // sectors per FAT
+        fat32[44..48].copy_from_slice(&2u32.to_le_bytes()); // root cluster
+        assert_eq!(
+            fat_root_directory(&fat32),
+            Some(((32 + 200) * 512, 4 * 512))
+        );
+
+        let mut directory = vec![0u8; 128];
+        directory[0] = 0xE5; // a deleted entry
+        directory[11] = 0x08;
+        directory[32..43].copy_from_slice(b"LONGNAME   ");
+        directory[43] = 0x0F; // a long-name part
+        directory[64..75].copy_from_slice(b"DIRCONFIG  ");
+        directory[75] = 0x08;
+        assert_eq!(label_in_directory(&directory), Some("DIRCONFIG".into()));
+        assert_eq!(label_in_directory(&[0u8; 64]), None);
+        assert_eq!(fat_root_directory(&[0u8; 512]), None);
     }
 
     #[test]

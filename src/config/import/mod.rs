@@ -93,6 +93,8 @@ pub enum ImportError {
     Invalid {
         problems: Vec<Problem>,
         notes: Vec<Note>,
+        /// What the file gave, to show (`convert`) and edit.
+        config: Box<Config>,
     },
     /// A director TOML file that is not acceptable.
     Toml(Rejected),
@@ -225,6 +227,7 @@ pub fn import(
         Err(ImportError::Invalid {
             problems,
             notes: imported.notes,
+            config: Box::new(imported.config),
         })
     }
 }

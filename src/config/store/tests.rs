@@ -72,7 +72,12 @@ fn commits_are_numbered_and_survive_reopening() {
     assert_eq!(current.author, "alice");
     assert_eq!(current.comment, "change 5");
     assert_eq!(current.time_ms, 5000);
-    let history = store.history().unwrap();
+    let history: Vec<Revision> = store
+        .history()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
     assert_eq!(
         history.iter().map(|r| r.number).collect::<Vec<_>>(),
         vec![1, 2, 3, 4, 5]
@@ -113,6 +118,7 @@ fn an_invalid_change_changes_nothing() {
     }
     assert_eq!(store.current_number().unwrap(), Some(1));
     assert_eq!(store.history().unwrap().len(), 1);
+    assert!(store.history().unwrap()[0].is_ok());
     assert_eq!(store.current().unwrap().unwrap().config, config_for(3));
 }
 
@@ -165,6 +171,34 @@ fn line_diff_of_edits_is_minimal() {
     assert_eq!(line_diff("a\nb\nc\n", "a\nx\nc\n"), " a\n-b\n+x\n c\n");
     assert_eq!(line_diff("", "a\n"), "+a\n");
     assert_eq!(line_diff("a\n", ""), "-a\n");
+    assert_eq!(
+        line_diff("h\na\nb\nt\n", "h\nb\nc\nt\n"),
+        " h\n-a\n b\n+c\n t\n"
+    );
+}
+
+#[test]
+fn a_huge_diff_stays_in_bounded_memory() {
+    let old: String = (0..5000).map(|i| format!("old {i}\n")).collect();
+    let new: String = (0..5000).map(|i| format!("new {i}\n")).collect();
+    let diff = line_diff(&format!("same\n{old}end\n"), &format!("same\n{new}end\n"));
+    assert!(diff.starts_with(" same\n-old 0\n"));
+    assert!(diff.ends_with("+new 4999\n end\n"));
+    assert_eq!(diff.lines().count(), 10_002);
+}
+
+#[test]
+fn a_revision_stricter_rules_reject_stays_readable() {
+    let dir = Scratch::new("stricter");
+    let store = Store::open(dir.path()).unwrap();
+    store.commit(&config_for(1), "a", "", 1).unwrap();
+    // As if a later firmware no longer accepted the hostname: stored text, read back as is.
+    let text = to_toml(&config_for(2)).unwrap().replace("rev-2", "rev two");
+    let record = encode(2, 2, "a", "old rules", &text).unwrap();
+    store.revisions.insert(2u64.to_be_bytes(), record).unwrap();
+    let revision = store.get(2).unwrap();
+    assert_eq!(revision.config.node.hostname, "rev two");
+    assert!(!validate(&revision.config).is_empty());
 }
 
 #[test]

@@ -19,10 +19,16 @@ fn provide(dir: &Scratch, text: &str) {
 }
 
 fn ask(service: &mut Configuration, words: &str, body: &str) -> Result<String, String> {
-    let words: Vec<&str> = words.split_whitespace().collect();
+    let mut words: Vec<&str> = words.split_whitespace().collect();
+    let mut body = body.to_string();
+    // As the CLI sends it: the value of `set` is the body.
+    if words.get(1) == Some(&"set") && words.len() > 3 {
+        body = words[3..].join(" ");
+        words.truncate(3);
+    }
     let mut request = Request::new(&words);
     request.author = Some("alice".into());
-    request.body = body.to_string();
+    request.body = body;
     service.handle(&request)
 }
 
@@ -173,6 +179,8 @@ fn a_bad_change_changes_nothing_and_says_why() {
     assert_eq!(why, "pair: not set");
     let why = ask(&mut service, "config set virtual_servers.web 1", "").unwrap_err();
     assert!(why.contains("a whole entry"), "{why}");
+    let why = ask(&mut service, "config set node.hostname", "").unwrap_err();
+    assert_eq!(why, "set node.hostname: no value given");
     assert!(ask(&mut service, "config rollback 9", "").is_err());
     assert!(ask(&mut service, "config diff x", "").is_err());
     assert!(ask(&mut service, "config frobnicate", "").is_err());
@@ -237,4 +245,62 @@ fn times_are_shown_in_utc() {
     assert_eq!(utc(0), "1970-01-01 00:00:00");
     assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
     assert_eq!(utc(1_795_398_245_000), "2026-11-23 01:44:05");
+}
+
+#[test]
+fn unset_removes_a_list_entry_and_set_keeps_spaces() {
+    let dir = scratch("entries");
+    let mut service = start(&dir);
+    ask(&mut service, "config import", WEB).unwrap();
+    ask(
+        &mut service,
+        "config unset virtual_servers.web.real_servers.web1",
+        "",
+    )
+    .unwrap();
+    let names: Vec<&str> = service.current.virtual_servers[0]
+        .real_servers
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["web2"]);
+    let mut request = Request::new(&["config", "set", "virtual_servers.web.check"]);
+    request.body =
+        "{ interval = \"6s\", timeout = \"3s\", send_expect = { send = \"GET /  HTTP/1.0\" } }"
+            .into();
+    service.handle(&request).unwrap();
+    let check = service.current.virtual_servers[0].check.clone().unwrap();
+    assert_eq!(
+        check.send_expect.and_then(|s| s.send).as_deref(),
+        Some("GET /  HTTP/1.0")
+    );
+}
+
+#[test]
+fn an_unreadable_current_revision_keeps_the_last_good_one_in_force() {
+    let dir = scratch("unreadable");
+    {
+        let mut service = start(&dir);
+        ask(&mut service, "config import", WEB).unwrap();
+        ask(&mut service, "config set node.hostname lvs-b", "").unwrap();
+    }
+    {
+        // Damage revision 2 as a bad sector would.
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        store.damage_for_tests(2);
+    }
+    let mut service = start(&dir);
+    assert_eq!(service.revision, Some(1));
+    assert_eq!(service.current.node.hostname, "lvs-a");
+    let why = ask(&mut service, "config set node.hostname lvs-c", "").unwrap_err();
+    assert!(why.contains("not the one in force"), "{why}");
+    let history = ask(&mut service, "config history", "").unwrap();
+    assert!(history.contains("*    1 "), "{history}");
+    assert!(history.contains("revision 2 cannot be read"), "{history}");
+    // A whole configuration replaces it and all is well again.
+    assert_eq!(
+        ask(&mut service, "config rollback 1", "").unwrap(),
+        "revision 3: revision 1 is in force again\n"
+    );
+    ask(&mut service, "config set node.hostname lvs-c", "").unwrap();
 }

@@ -550,7 +550,9 @@ fn a_short_key_is_left_to_validation() {
         text: BACKUP,
     };
     match import::import(Format::Keepalived, source, &no_siblings) {
-        Err(ImportError::Invalid { problems, notes }) => {
+        Err(ImportError::Invalid {
+            problems, notes, ..
+        }) => {
             let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
             assert_eq!(paths, ["pair.key"]);
             assert!(!notes.is_empty());

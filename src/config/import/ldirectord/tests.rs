@@ -537,7 +537,10 @@ fn keys_are_never_invented() {
         source(text),
         &files("auth 1\n1 md5 Hello!\n"),
     );
-    let Err(ImportError::Invalid { problems, notes }) = short else {
+    let Err(ImportError::Invalid {
+        problems, notes, ..
+    }) = short
+    else {
         panic!("a short key fails validation");
     };
     assert!(problems.iter().any(|p| p.path == "pair.key"));

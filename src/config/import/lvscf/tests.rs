@@ -554,7 +554,9 @@ fn the_pair_sample_is_valid_but_for_the_key() {
         },
         &|_: &str| None,
     ) {
-        Err(ImportError::Invalid { problems, notes }) => {
+        Err(ImportError::Invalid {
+            problems, notes, ..
+        }) => {
             assert!(!notes.is_empty());
             problems
         }
