@@ -5,6 +5,8 @@
 // Each test crate (qemu, bench) uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -38,6 +40,10 @@ pub struct Boot {
     pub append: Option<String>,
     /// A director.toml to provision from a DIRCONFIG disk (`qemu/run --config`).
     pub config: Option<PathBuf>,
+    /// Tap devices for eth0 and eth1 (`qemu/run --tap`); without them the NICs have no link.
+    pub taps: Option<(String, String)>,
+    /// MAC prefix (`qemu/run --mac-prefix`), for two VMs on one bridge.
+    pub mac_prefix: Option<String>,
 }
 
 impl Boot {
@@ -79,9 +85,14 @@ impl Vm {
             .arg("--serial")
             .arg(format!("unix:{}", socket.display()))
             .arg("--pidfile")
-            .arg(dir.join("qemu.pid"))
-            .arg("--net")
-            .arg("none");
+            .arg(dir.join("qemu.pid"));
+        match &boot.taps {
+            Some((eth0, eth1)) => command.arg("--tap").arg(format!("{eth0},{eth1}")),
+            None => command.arg("--net").arg("none"),
+        };
+        if let Some(prefix) = &boot.mac_prefix {
+            command.arg("--mac-prefix").arg(prefix);
+        }
         if boot.no_reboot {
             command.arg("--no-reboot");
         }
