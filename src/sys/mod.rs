@@ -2,6 +2,7 @@
 //! such as /proc or a block device are parameters so that tests can point them elsewhere.
 //! This module knows nothing of the product's model.
 
+pub mod announce;
 pub mod block;
 pub mod clock;
 pub mod kmod;
