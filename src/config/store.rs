@@ -117,14 +117,28 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::LowSpace)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        // sled locks its files; an instance of this process that was just dropped releases the
+        // lock only when its background threads have finished, which takes a moment under load.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let db = loop {
+            match sled::Config::new()
+                .path(dir)
+                .mode(sled::Mode::LowSpace)
+                .open()
+            {
+                Ok(db) => break db,
+                Err(source) => {
+                    let locked = source.to_string().contains("could not acquire lock");
+                    if !locked || std::time::Instant::now() > deadline {
+                        return Err(StoreError::Open {
+                            path: dir.to_path_buf(),
+                            source,
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+        };
         let revisions = db.open_tree("revisions")?;
         let meta = db.open_tree("meta")?;
         Ok(Store {
