@@ -82,7 +82,10 @@ fn the_box_configures_its_network_and_is_reachable() {
     let eth1 = vm.sh("ip addr show dev eth1", SHORT);
     assert!(eth1.contains("inet 198.51.100.2/24"), "{eth1}");
     let routes = vm.sh("ip route", SHORT);
-    assert!(routes.contains("default via 192.0.2.1 dev eth0"), "{routes}");
+    assert!(
+        routes.contains("default via 192.0.2.1 dev eth0"),
+        "{routes}"
+    );
     for (key, value) in [
         ("net/ipv4/ip_forward", "1"),
         ("net/ipv6/conf/all/forwarding", "1"),
@@ -91,13 +94,20 @@ fn the_box_configures_its_network_and_is_reachable() {
         ("net/ipv4/conf/eth1/rp_filter", "0"),
         ("net/ipv4/vs/expire_nodest_conn", "1"),
     ] {
-        assert_eq!(vm.sh(&format!("cat /proc/sys/{key}"), SHORT), value, "{key}");
+        assert_eq!(
+            vm.sh(&format!("cat /proc/sys/{key}"), SHORT),
+            value,
+            "{key}"
+        );
     }
 
     // A host on the bridge reaches eth0, and the box reaches it.
     let (ok, out) = in_ns(&client, &["ping", "-c", "3", "-W", "2", "192.0.2.2"]);
     assert!(ok, "the client cannot reach the box: {out}");
-    let out = vm.sh("ping -c 2 -W 2 192.0.2.10 >/dev/null && echo reached", SHORT);
+    let out = vm.sh(
+        "ping -c 2 -W 2 192.0.2.10 >/dev/null && echo reached",
+        SHORT,
+    );
     assert_eq!(out, "reached");
 
     // What differs is shown; an address removed by hand comes back at the next apply.

@@ -47,7 +47,9 @@ impl Lab {
             namespaces: Vec::new(),
         };
         // Leftovers of a run that was killed.
-        let _ = Command::new("ip").args(["link", "del", &lab.bridge()]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &lab.bridge()])
+            .output();
         lab
     }
 
@@ -95,7 +97,9 @@ impl Lab {
         ip(&["netns", "add", &ns]);
         self.namespaces.push(ns.clone());
         let outside = format!("{}-v{name}", self.tag);
-        ip(&["link", "add", &outside, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
+        ip(&[
+            "link", "add", &outside, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ]);
         self.links.push(outside.clone());
         ip(&["link", "set", &outside, "master", &self.bridge()]);
         ip(&["link", "set", &outside, "up"]);
