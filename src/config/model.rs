@@ -471,7 +471,8 @@ fn five() -> u32 {
     5
 }
 
-fn sync_id() -> u8 {
+/// The IPVS sync daemon's id when a configuration names none (the importers use it too).
+pub fn sync_id() -> u8 {
     1
 }
 

@@ -13,7 +13,7 @@ mod vrrp;
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use super::{ImportError, Imported, Note, Source};
+use super::{distinct_name, ImportError, Imported, Note, Source};
 use crate::config::types::Span;
 use crate::config::Config;
 use syntax::Stmt;
@@ -74,7 +74,19 @@ fn top_level(stmt: &Stmt, report: &mut Report) {
             "announcements after a takeover are set by pair.announce_count and announce_spacing"
         }
         "linkbeat_interfaces" => "link-beat polling is not supported",
-        "virtual_server" | "real_server" | "vrrp_instance" | "global_defs" => return,
+        "real_server" => {
+            // Usually a brace closed one line too early; the real server would be lost.
+            report.error(
+                stmt.line,
+                format!(
+                    "real_server outside a virtual_server ({}): check the braces of the \
+                     virtual_server before it",
+                    stmt.span()
+                ),
+            );
+            return;
+        }
+        "virtual_server" | "virtual_server_group" | "vrrp_instance" | "global_defs" => return,
         _ => {
             report.unknown(stmt);
             return;
@@ -89,28 +101,12 @@ fn top_level(stmt: &Stmt, report: &mut Report) {
 fn unique_names(config: &mut Config) {
     let mut seen = HashSet::new();
     for vs in &mut config.virtual_servers {
-        vs.name = distinct(&vs.name, &mut seen);
+        vs.name = distinct_name(&vs.name, &mut seen);
         let mut rs_seen = HashSet::new();
         for rs in &mut vs.real_servers {
-            rs.name = distinct(&rs.name, &mut rs_seen);
+            rs.name = distinct_name(&rs.name, &mut rs_seen);
         }
     }
-}
-
-fn distinct(name: &str, seen: &mut HashSet<String>) -> String {
-    let mut candidate = name.to_string();
-    let mut n = 2;
-    while !seen.insert(candidate.clone()) {
-        candidate = format!("{name}-{n}");
-        n += 1;
-    }
-    candidate
-}
-
-/// An address as it can stand in a name: IPv6 colons become dots, so that names stay plain
-/// words (usable in URL paths and file names).
-fn name_part(addr: IpAddr) -> String {
-    addr.to_string().replace(':', ".")
 }
 
 /// Where errors and notes are collected, in the order found.

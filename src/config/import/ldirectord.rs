@@ -137,11 +137,5 @@ fn parse_number<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, Strin
         .map_err(|_| format!("'{text}' is out of range ({what})"))
 }
 
-/// A name for the configuration made of an address: dots stay, IPv6 colons become `_` so the
-/// name reads the same in paths and URLs of the admin endpoint.
-fn address_label(addr: IpAddr) -> String {
-    addr.to_string().replace(':', "_")
-}
-
 #[cfg(test)]
 mod tests;

@@ -234,33 +234,5 @@ fn parse_whole(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
-/// A name for the configuration made of an lvs.cf name: letters, digits, `-`, `_` and `.`
-/// are kept, anything else becomes `-`, so that names read the same in the admin endpoint's
-/// paths and URLs. An empty result takes `fallback`. Distinct within `seen`.
-fn config_name(name: &str, fallback: &str, seen: &mut HashSet<String>) -> String {
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let base = if clean.trim_matches('-').is_empty() {
-        fallback.to_string()
-    } else {
-        clean
-    };
-    let mut candidate = base.clone();
-    let mut n = 2;
-    while !seen.insert(candidate.clone()) {
-        candidate = format!("{base}-{n}");
-        n += 1;
-    }
-    candidate
-}
-
 #[cfg(test)]
 mod tests;

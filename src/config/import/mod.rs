@@ -7,10 +7,95 @@ pub mod keepalived;
 pub mod ldirectord;
 pub mod lvscf;
 
+use std::collections::HashSet;
 use std::fmt;
+use std::net::IpAddr;
 use std::path::Path;
 
+use super::model::{Family, Protocol};
 use super::{from_toml, validate, Config, Problem, Rejected};
+
+/// The deepest nesting of `{ }` blocks the block formats (lvs.cf, keepalived.conf) are read
+/// to; neither needs more than 4 (virtual_server, real_server, HTTP_GET, url). Deeper blocks
+/// are an error and are not built, so that neither reading nor dropping the tree can exhaust
+/// the stack.
+const MAX_NESTING: usize = 16;
+
+/// What the importers say of a pair that has no usable key: the box refuses it until then.
+const SET_THE_KEY: &str =
+    "set pair.key (16 characters or more) before this configuration is accepted";
+
+/// The name of a virtual server made of its VIP, port and protocol: `tcp-192.0.2.10-80`,
+/// `udp-2001_db8__10-53`. The same in every importer, so that a service keeps its name when
+/// it moves from one old tool's file to another's.
+fn service_name(protocol: Protocol, vip: IpAddr, port: u16) -> String {
+    let protocol = match protocol {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+        Protocol::Sctp => "sctp",
+    };
+    clean_name(
+        &format!("{protocol}-{}-{port}", address_name(vip)),
+        "virtual",
+    )
+}
+
+/// The name of a firewall-mark service: `fwmark-7`, or `fwmark-7-inet6` for IPv6.
+fn mark_name(mark: u32, family: Option<Family>) -> String {
+    match family {
+        Some(Family::Inet6) => format!("fwmark-{mark}-inet6"),
+        _ => format!("fwmark-{mark}"),
+    }
+}
+
+/// The name of a real server made of its address and port: `10.0.0.1-80`, `2001_db8__1-80`,
+/// or the address alone when it has no port of its own or of its service.
+fn real_name(addr: IpAddr, port: Option<u16>) -> String {
+    let name = match port {
+        Some(port) => format!("{}-{port}", address_name(addr)),
+        None => address_name(addr),
+    };
+    clean_name(&name, "server")
+}
+
+/// An address as it stands in a name: IPv6 colons become `_`.
+fn address_name(addr: IpAddr) -> String {
+    addr.to_string().replace(':', "_")
+}
+
+/// A name taken from a file, made plain: letters, digits, `-`, `_` and `.` are kept, anything
+/// else becomes `-`, so that names read the same in the admin endpoint's paths and URLs. A
+/// name with nothing but dashes left takes `fallback`, so that it is never empty (validation
+/// requires a name).
+fn clean_name(name: &str, fallback: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if clean.trim_matches('-').is_empty() {
+        fallback.to_string()
+    } else {
+        clean
+    }
+}
+
+/// `base`, or `base-2`, `base-3`... whichever is not yet in `seen` (and is then added):
+/// validation requires distinct names.
+fn distinct_name(base: &str, seen: &mut HashSet<String>) -> String {
+    let mut candidate = base.to_string();
+    let mut n = 2;
+    while !seen.insert(candidate.clone()) {
+        candidate = format!("{base}-{n}");
+        n += 1;
+    }
+    candidate
+}
 
 /// The formats `director config validate|convert` and `import` understand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,4 +330,95 @@ pub fn import_path(path: &Path) -> Result<(Format, Result<Imported, ImportError>
         text: &text,
     };
     Ok((format, import(format, source, &sibling)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notes(format: Format, text: &str, sibling: &dyn Fn(&str) -> Option<String>) -> Vec<Note> {
+        let source = Source { name: "file", text };
+        let imported = match format {
+            Format::LvsCf => lvscf::import(source),
+            Format::Keepalived => keepalived::import(source),
+            _ => ldirectord::import(source, sibling),
+        };
+        match imported {
+            Ok(imported) => imported.notes,
+            Err(e) => panic!("{format}: {e}"),
+        }
+    }
+
+    #[test]
+    fn names_are_plain_distinct_and_the_same_in_every_importer() {
+        let v6: IpAddr = "2001:db8::10".parse().unwrap();
+        let v4: IpAddr = "192.0.2.10".parse().unwrap();
+        assert_eq!(service_name(Protocol::Tcp, v4, 80), "tcp-192.0.2.10-80");
+        assert_eq!(service_name(Protocol::Udp, v6, 53), "udp-2001_db8__10-53");
+        assert_eq!(mark_name(7, None), "fwmark-7");
+        assert_eq!(mark_name(7, Some(Family::Inet6)), "fwmark-7-inet6");
+        assert_eq!(real_name(v4, Some(8080)), "192.0.2.10-8080");
+        assert_eq!(real_name(v6, None), "2001_db8__10");
+        assert_eq!(clean_name("web/site é", "virtual"), "web-site--");
+        assert_eq!(clean_name("%%", "virtual"), "virtual");
+        let mut seen = HashSet::new();
+        let names: Vec<String> = ["a", "a", "a-2", "a"]
+            .iter()
+            .map(|n| distinct_name(n, &mut seen))
+            .collect();
+        assert_eq!(names, ["a", "a-2", "a-2-2", "a-3"]);
+
+        // The same UDP service over IPv6 gets the same names from keepalived and ldirectord.
+        let keepalived = keepalived::import(Source {
+            name: "keepalived.conf",
+            text: "virtual_server 2001:db8::10 53 {\n protocol UDP\n lb_kind NAT\n real_server 2001:db8::21 53 {\n }\n}\n",
+        })
+        .unwrap()
+        .config;
+        let ldirectord = ldirectord::import(
+            Source {
+                name: "ldirectord.cf",
+                text: "virtual6=[2001:db8::10]:53\n\treal6=[2001:db8::21]:53 masq\n\tprotocol=udp\n\tchecktype=on\n",
+            },
+            &|_: &str| None,
+        )
+        .unwrap()
+        .config;
+        for config in [keepalived, ldirectord] {
+            let vs = &config.virtual_servers[0];
+            assert_eq!(vs.name, "udp-2001_db8__10-53");
+            assert_eq!(vs.real_servers[0].name, "2001_db8__21-53");
+        }
+    }
+
+    #[test]
+    fn every_importer_says_how_to_set_a_missing_key() {
+        let none = |_: &str| None;
+        let lvs = notes(
+            Format::LvsCf,
+            "primary = 192.0.2.2\nbackup_active = 1\nbackup = 192.0.2.3\n",
+            &none,
+        );
+        let keepalived = notes(
+            Format::Keepalived,
+            "vrrp_instance V {\n interface eth1\n unicast_peer {\n  10.0.0.2\n }\n}\n",
+            &none,
+        );
+        let short_pass = notes(
+            Format::Keepalived,
+            "vrrp_instance V {\n unicast_peer {\n  10.0.0.2\n }\n authentication {\n  auth_pass secret\n }\n}\n",
+            &none,
+        );
+        let ha =
+            |name: &str| (name == "ha.cf").then(|| "ucast eth1 10.0.0.2\nnode a\n".to_string());
+        let ldirectord = notes(Format::Ldirectord, "", &ha);
+        for (notes, line) in [(lvs, 3), (keepalived, 1), (short_pass, 6), (ldirectord, 0)] {
+            assert!(
+                notes
+                    .iter()
+                    .any(|n| n.line == line && n.message.contains(SET_THE_KEY)),
+                "line {line}: {notes:#?}"
+            );
+        }
+    }
 }

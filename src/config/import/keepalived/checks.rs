@@ -7,11 +7,12 @@ use crate::config::model::{Check, HttpCheck, ProgramCheck, TcpCheck};
 use crate::config::types::Span;
 
 /// keepalived's defaults (keepalived.conf(5)): a check every 60 s, connections time out after
-/// 5 s, one retry for network checks and none for scripts.
+/// 5 s, one retry for network checks and none for scripts, 1 s before a retry.
 const DELAY_LOOP: Span = Span::from_millis(60_000);
 const CONNECT_TIMEOUT: Span = Span::from_millis(5_000);
 const RETRY: u32 = 1;
 const MISC_RETRY: u32 = 0;
+const DELAY_BEFORE_RETRY: Span = Span::from_millis(1_000);
 
 /// Settings that a virtual server passes to its real servers and a real server to its
 /// checkers, each level overriding the one above.
@@ -20,6 +21,7 @@ pub(super) struct Timing {
     pub delay_loop: Option<Span>,
     pub connect_timeout: Option<Span>,
     pub retry: Option<u32>,
+    pub delay_before_retry: Option<Span>,
     pub virtualhost: Option<String>,
 }
 
@@ -30,7 +32,7 @@ impl Timing {
             "delay_loop" => self.delay_loop = report.timer(stmt).or(self.delay_loop),
             "connect_timeout" => self.connect_timeout = report.timer(stmt).or(self.connect_timeout),
             "retry" | "nb_get_retry" => {
-                // `fall` is retry + 1, so the largest retry must leave room for the one.
+                // `fall` is at most retry + 1, so the largest retry must leave room for the one.
                 let retry = report.number(stmt, 0, u64::from(u32::MAX - 1));
                 self.retry = retry.and_then(|n| u32::try_from(n).ok()).or(self.retry);
             }
@@ -40,13 +42,9 @@ impl Timing {
                     .map(str::to_string)
                     .or(self.virtualhost.take())
             }
+            // Read into `fall`; the checker's line says how (see `retry_fall`).
             "delay_before_retry" => {
-                report.timer(stmt);
-                report.unsupported(
-                    stmt,
-                    "retries follow the check interval here; there is no separate delay \
-                     before a retry",
-                );
+                self.delay_before_retry = report.timer(stmt).or(self.delay_before_retry)
             }
             "warmup" => {
                 report.timer(stmt);
@@ -180,8 +178,14 @@ pub(super) fn checker(stmt: &Stmt, inherited: &Timing, report: &mut Report) -> O
             timing.retry.unwrap_or(RETRY)
         }
     };
-    // keepalived marks a server down after the first failure and `retry` more.
-    check.fall = retry.saturating_add(1);
+    let retry_delay = timing.delay_before_retry.unwrap_or(DELAY_BEFORE_RETRY);
+    check.fall = retry_fall(retry, retry_delay, interval);
+    if retry > 0 {
+        report.note(
+            stmt.line,
+            retry_note(kind, retry, retry_delay, interval, check.fall),
+        );
+    }
     if check.timeout > check.interval && check.interval.as_millis() > 0 {
         report.note(
             stmt.line,
@@ -194,6 +198,50 @@ pub(super) fn checker(stmt: &Stmt, inherited: &Timing, report: &mut Report) -> O
         check.timeout = check.interval;
     }
     Some(check)
+}
+
+/// The box's `fall` for keepalived's retries. keepalived retries a failed check `retry` times,
+/// `retry_delay` apart, and marks the server down when all of them fail: about
+/// retry × retry_delay after the first failure. The box has no retry delay: it checks every
+/// `interval` and marks down after `fall` failures in a row, (fall - 1) × interval after the
+/// first. So fall is 1 plus that time in whole intervals, rounded to the nearest: 1 when the
+/// retries take less than half an interval (the usual case: 1 s against a delay_loop of many
+/// seconds), and never more than keepalived's number of attempts.
+fn retry_fall(retry: u32, retry_delay: Span, interval: Span) -> u32 {
+    let interval = interval.as_millis().max(1);
+    let retrying = u64::from(retry).saturating_mul(retry_delay.as_millis());
+    let extra = retrying.saturating_add(interval / 2) / interval;
+    let fall = extra
+        .saturating_add(1)
+        .min(u64::from(retry).saturating_add(1));
+    u32::try_from(fall).unwrap_or(u32::MAX)
+}
+
+/// The note on a checker with retries: what keepalived did, and what the box does instead.
+fn retry_note(kind: &str, retry: u32, retry_delay: Span, interval: Span, fall: u32) -> String {
+    let retrying = Span::from_millis(u64::from(retry).saturating_mul(retry_delay.as_millis()));
+    let detected = Span::from_millis(u64::from(fall - 1).saturating_mul(interval.as_millis()));
+    let mapping = if fall == 1 {
+        format!(
+            "so fall = 1: the first failed check takes the real server out, because the \
+             retries ({retrying}) are short against the interval {interval} and waiting for \
+             another check would take far longer than keepalived did; a single failure that a \
+             retry would have forgiven now takes it out until its next check passes"
+        )
+    } else {
+        format!(
+            "so fall = {fall}: it is taken out after {fall} failed checks in a row, about \
+             {detected} after the first, the nearest the interval {interval} allows to \
+             keepalived's {retrying}"
+        )
+    };
+    format!(
+        "`{kind}`: keepalived retried a failed check {retry} time(s), {retry_delay} apart \
+         (delay_before_retry), and marked the real server down only when all failed, about \
+         {retrying} after the first failure. The box has no separate retry delay: it checks \
+         every {interval} (delay_loop) and marks a real server down after `fall` failed checks \
+         in a row; {mapping}"
+    )
 }
 
 fn http_check(

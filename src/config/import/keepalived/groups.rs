@@ -9,7 +9,7 @@ use super::Report;
 use crate::config::model::Family;
 
 /// A group expands to one virtual server per address; more than this from one range is
-/// surely a mistake for a box that lists its services one by one.
+/// surely a mistake for a box that lists its services one by one, and is an error.
 const MAX_RANGE: u128 = 256;
 
 /// What a `virtual_server` header or a group line stands for.
@@ -85,11 +85,13 @@ fn group_entry(entry: &Stmt, report: &mut Report) -> Vec<Member> {
             Vec::new()
         }
         Err(Expand::TooMany(count)) => {
-            report.note(
+            // Dropping the line would silently lose its services: the file must say which.
+            report.error(
                 entry.line,
                 format!(
-                    "'{text}' holds {count} addresses; at most {MAX_RANGE} are imported from \
-                     one range, so this line is not imported: list the services you need"
+                    "'{text}' holds {count} addresses, more than the {MAX_RANGE} one range may \
+                     have (each becomes a virtual server): split it, or list the services you \
+                     need"
                 ),
             );
             Vec::new()

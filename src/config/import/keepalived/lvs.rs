@@ -2,13 +2,14 @@
 //! `group`) and its `real_server`s, as virtual servers. A group becomes one virtual server per
 //! member, each with the group's real servers and check.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use super::super::{clean_name, mark_name, real_name, service_name};
 use super::checks::{self, Timing};
 use super::groups::{family, mark, Group, Member};
 use super::syntax::Stmt;
-use super::{name_part, Report};
+use super::Report;
 use crate::config::model::{
     Check, Family, Forwarding, Persistence, Protocol, RealServer, Scheduler, VirtualServer,
 };
@@ -31,6 +32,8 @@ struct Service {
     persistence: Option<Span>,
     granularity: Option<Granularity>,
     sorry: Option<(IpAddr, Option<u16>)>,
+    /// The line of each real server of `template`, in the same order.
+    real_lines: Vec<usize>,
 }
 
 /// One `virtual_server` block: one virtual server, or one per member of its group.
@@ -45,10 +48,11 @@ pub(super) fn virtual_server(
         return;
     }
     let service = body(stmt, report);
+    // A group's members share the real servers: each of their lines is noted once.
+    let mut noted = HashSet::new();
     for member in members {
-        config
-            .virtual_servers
-            .push(instantiate(&service, member, prefix.as_deref()));
+        let vs = instantiate(&service, member, prefix.as_deref(), &mut noted, report);
+        config.virtual_servers.push(vs);
     }
 }
 
@@ -82,7 +86,7 @@ fn header(
                 return (Vec::new(), None);
             };
             match groups.get(name) {
-                Some(group) => (group.members.clone(), Some(safe_name(name))),
+                Some(group) => (group.members.clone(), Some(clean_name(name, "group"))),
                 None => {
                     report.error(
                         stmt.line,
@@ -103,19 +107,6 @@ fn header(
             }
         }
     }
-}
-
-/// A group's name as the start of its services' names.
-fn safe_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
 }
 
 fn body(stmt: &Stmt, report: &mut Report) -> Service {
@@ -143,6 +134,7 @@ fn body(stmt: &Stmt, report: &mut Report) -> Service {
         persistence: None,
         granularity: None,
         sorry: None,
+        real_lines: Vec::new(),
     };
     let mut timing = Timing::default();
     let mut reals = Vec::new();
@@ -234,6 +226,7 @@ fn body(stmt: &Stmt, report: &mut Report) -> Service {
     for rs in reals {
         if let Some(real) = real_server(rs, &timing, template.forwarding, report) {
             template.real_servers.push(real.server);
+            service.real_lines.push(rs.line);
             checks.push((rs, real.check));
             if real.inhibit {
                 inhibited.push(rs.line);
@@ -381,11 +374,7 @@ fn real_server(
             (_, None) => {}
         }
     }
-    let addr = addr?;
-    server.name = match port {
-        Some(port) => format!("{}-{port}", name_part(addr)),
-        None => name_part(addr),
-    };
+    server.name = real_name(addr?, port);
     Some(Real {
         server,
         check,
@@ -503,19 +492,25 @@ fn sorry_server(stmt: &Stmt, report: &mut Report) -> Option<(IpAddr, Option<u16>
 }
 
 /// The service for one member: its address, port or mark, its name, its persistence.
-fn instantiate(service: &Service, member: Member, group: Option<&str>) -> VirtualServer {
+/// `noted` holds the real server lines already noted for an earlier member.
+fn instantiate(
+    service: &Service,
+    member: Member,
+    group: Option<&str>,
+    noted: &mut HashSet<usize>,
+    report: &mut Report,
+) -> VirtualServer {
     let mut vs = service.template.clone();
     let v4 = match member {
         Member::Vip { addr, port } => {
             vs.vip = Some(addr);
             // Without a port keepalived serves every port (which needs persistence).
-            vs.port = Some(port.unwrap_or(0));
-            vs.name = format!(
-                "{}-{}-{}",
-                name_part(addr),
-                port.unwrap_or(0),
-                protocol_name(vs.protocol)
-            );
+            let port = port.unwrap_or(0);
+            vs.port = Some(port);
+            vs.name = service_name(vs.protocol, addr, port);
+            if vs.forwarding != Forwarding::Nat && port != 0 {
+                same_port(&mut vs, port, &service.real_lines, noted, report);
+            }
             addr.is_ipv4()
         }
         Member::Mark { mark, family } => {
@@ -526,10 +521,7 @@ fn instantiate(service: &Service, member: Member, group: Option<&str>) -> Virtua
                     && vs.real_servers.iter().all(|rs| rs.address.is_ipv6());
                 all_v6.then_some(Family::Inet6)
             });
-            vs.name = match vs.family {
-                Some(Family::Inet6) => format!("fwmark-{mark}-inet6"),
-                _ => format!("fwmark-{mark}"),
-            };
+            vs.name = mark_name(mark, vs.family);
             vs.family != Some(Family::Inet6)
         }
     };
@@ -563,10 +555,37 @@ fn instantiate(service: &Service, member: Member, group: Option<&str>) -> Virtua
     vs
 }
 
-fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-        Protocol::Sctp => "sctp",
+/// Direct routing and tunnelling deliver packets unchanged, to the virtual port: the kernel
+/// ignores a real server's port there (keepalived's too), and the box refuses one it could not
+/// honour. A different port is dropped, with a note on its `real_server` line.
+fn same_port(
+    vs: &mut VirtualServer,
+    port: u16,
+    lines: &[usize],
+    noted: &mut HashSet<usize>,
+    report: &mut Report,
+) {
+    let method = match vs.forwarding {
+        Forwarding::Dr => "DR",
+        _ => "TUN",
+    };
+    for (rs, line) in vs.real_servers.iter_mut().zip(lines) {
+        let Some(rport) = rs.port.filter(|p| *p != port) else {
+            continue;
+        };
+        rs.port = None;
+        rs.name = real_name(rs.address, Some(port));
+        if noted.insert(*line) {
+            report.note(
+                *line,
+                format!(
+                    "`real_server {} {rport}`: {method} forwarding cannot change the port; the \
+                     kernel delivered to the virtual port {port}, and so does the box (the port \
+                     {rport} is not imported, and the real server is checked on {port} unless \
+                     the check sets connect_port)",
+                    rs.address
+                ),
+            );
+        }
     }
 }

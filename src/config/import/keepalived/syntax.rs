@@ -1,6 +1,7 @@
 //! The shape of a keepalived.conf: words, quoted strings, comments and `{ }` blocks, read into
 //! a tree of statements that keep their line numbers. Nothing here knows what a keyword means.
 
+use super::super::MAX_NESTING;
 use super::Report;
 
 /// One directive: its words (the keyword first) and, when it opens one, its block.
@@ -74,6 +75,8 @@ pub(super) fn parse(text: &str, report: &mut Report) -> Vec<Stmt> {
         open: 0,
         body: Vec::new(),
     }];
+    // Braces still open inside a block nested too deeply: counted, never built.
+    let mut too_deep = 0usize;
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         let tokens = match lex(raw) {
@@ -85,6 +88,15 @@ pub(super) fn parse(text: &str, report: &mut Report) -> Vec<Stmt> {
         };
         let mut current: Option<Stmt> = None;
         for token in tokens {
+            // Inside a block nested too deeply only braces are counted; nothing is built.
+            if too_deep > 0 {
+                match token {
+                    Token::Open => too_deep += 1,
+                    Token::Close => too_deep -= 1,
+                    Token::Word(_) => {}
+                }
+                continue;
+            }
             match token {
                 Token::Word(word) => match current.as_mut() {
                     Some(stmt) => stmt.words.push(word),
@@ -105,6 +117,18 @@ pub(super) fn parse(text: &str, report: &mut Report) -> Vec<Stmt> {
                             _ => None,
                         }
                     });
+                    if stack.len() > MAX_NESTING {
+                        report.error(
+                            owner.as_ref().map_or(line, |o| o.line),
+                            format!(
+                                "this block is nested more than {MAX_NESTING} levels deep \
+                                 (keepalived.conf needs 4); it and everything in it up to its \
+                                 closing brace is not read"
+                            ),
+                        );
+                        too_deep = 1;
+                        continue;
+                    }
                     if owner.is_none() {
                         report.error(line, "`{` opens a block that has no keyword before it");
                     }

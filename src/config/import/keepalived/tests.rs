@@ -78,18 +78,18 @@ fn services_vips_ports_protocols_schedulers_and_forwarding() {
     assert_eq!(
         names,
         [
-            "192.0.2.10-80-tcp",
-            "192.0.2.10-443-tcp",
-            "192.0.2.11-25-tcp",
-            "192.0.2.11-53-udp",
+            "tcp-192.0.2.10-80",
+            "tcp-192.0.2.10-443",
+            "tcp-192.0.2.11-25",
+            "udp-192.0.2.11-53",
             "fwmark-5",
-            "API-192.0.2.20-8080-tcp",
-            "API-192.0.2.21-8080-tcp",
+            "API-tcp-192.0.2.20-8080",
+            "API-tcp-192.0.2.21-8080",
             "API-fwmark-9",
-            "2001.db8..10-80-tcp",
+            "tcp-2001_db8__10-80",
         ]
     );
-    let web = vs(&config, "192.0.2.10-80-tcp");
+    let web = vs(&config, "tcp-192.0.2.10-80");
     assert_eq!(web.vip, Some(ip("192.0.2.10")));
     assert_eq!(web.port, Some(80));
     assert_eq!(web.protocol, Protocol::Tcp);
@@ -99,12 +99,12 @@ fn services_vips_ports_protocols_schedulers_and_forwarding() {
         web.sorry_server,
         Some(SocketAddr::new(ip("198.51.100.99"), 80))
     );
-    let mail = vs(&config, "192.0.2.11-25-tcp");
+    let mail = vs(&config, "tcp-192.0.2.11-25");
     assert_eq!(
         (mail.scheduler, mail.forwarding),
         (Scheduler::Lc, Forwarding::Nat)
     );
-    let dns = vs(&config, "192.0.2.11-53-udp");
+    let dns = vs(&config, "udp-192.0.2.11-53");
     assert_eq!(
         (dns.protocol, dns.scheduler),
         (Protocol::Udp, Scheduler::Rr)
@@ -118,14 +118,14 @@ fn services_vips_ports_protocols_schedulers_and_forwarding() {
         (marked.scheduler, marked.forwarding),
         (Scheduler::Sh, Forwarding::Tunnel)
     );
-    let v6 = vs(&config, "2001.db8..10-80-tcp");
+    let v6 = vs(&config, "tcp-2001_db8__10-80");
     assert_eq!(v6.vip, Some(ip("2001:db8::10")));
 }
 
 #[test]
 fn persistence_with_and_without_values() {
     let config = imported(SAMPLE).config;
-    let https = vs(&config, "192.0.2.10-443-tcp");
+    let https = vs(&config, "tcp-192.0.2.10-443");
     assert_eq!(
         https.persistence,
         Some(Persistence {
@@ -141,13 +141,13 @@ fn persistence_with_and_without_values() {
         marked.persistence.as_ref().map(|p| p.timeout),
         Some(secs(360))
     );
-    assert_eq!(vs(&config, "192.0.2.10-80-tcp").persistence, None);
+    assert_eq!(vs(&config, "tcp-192.0.2.10-80").persistence, None);
 }
 
 #[test]
 fn real_servers_with_weights_ports_and_thresholds() {
     let config = imported(SAMPLE).config;
-    let web = vs(&config, "192.0.2.10-80-tcp");
+    let web = vs(&config, "tcp-192.0.2.10-80");
     let weights: Vec<_> = web
         .real_servers
         .iter()
@@ -160,12 +160,12 @@ fn real_servers_with_weights_ports_and_thresholds() {
             ("198.51.100.22-80", ip("198.51.100.22"), Some(80), 1),
         ]
     );
-    let mail = vs(&config, "192.0.2.11-25-tcp");
+    let mail = vs(&config, "tcp-192.0.2.11-25");
     let first = &mail.real_servers[0];
     assert_eq!(first.port, Some(2525));
     assert_eq!((first.upper_threshold, first.lower_threshold), (500, 400));
     // Without `weight` keepalived gives 1.
-    assert_eq!(vs(&config, "192.0.2.11-53-udp").real_servers[0].weight, 1);
+    assert_eq!(vs(&config, "udp-192.0.2.11-53").real_servers[0].weight, 1);
     let marked = vs(&config, "fwmark-5");
     assert_eq!(marked.real_servers[1].name, "198.51.100.52");
     assert_eq!(marked.real_servers[1].port, None);
@@ -174,20 +174,21 @@ fn real_servers_with_weights_ports_and_thresholds() {
 #[test]
 fn checks_and_their_timings() {
     let config = imported(SAMPLE).config;
-    let http = vs(&config, "192.0.2.10-80-tcp").check.clone().unwrap();
+    let http = vs(&config, "tcp-192.0.2.10-80").check.clone().unwrap();
     assert_eq!((http.interval, http.timeout), (secs(6), secs(3)));
-    // nb_get_retry 3: down after the first failure and three more.
-    assert_eq!((http.rise, http.fall, http.port), (1, 4, None));
+    // nb_get_retry 3, delay_before_retry 3: keepalived took about 9 s to mark a server down;
+    // every 6 s, the nearest is the third failure in a row (12 s).
+    assert_eq!((http.rise, http.fall, http.port), (1, 3, None));
     let get = http.http.unwrap();
     assert_eq!(
         (get.tls, get.path.as_str(), get.status),
         (false, "/health", vec![200])
     );
 
-    let https = vs(&config, "192.0.2.10-443-tcp").check.clone().unwrap();
+    let https = vs(&config, "tcp-192.0.2.10-443").check.clone().unwrap();
     assert_eq!(
         (https.interval, https.timeout, https.fall),
-        (secs(10), secs(4), 3)
+        (secs(10), secs(4), 1)
     );
     let get = https.http.unwrap();
     assert!(
@@ -199,14 +200,14 @@ fn checks_and_their_timings() {
     expected.push(301);
     assert_eq!(get.status, expected);
 
-    let tcp = vs(&config, "192.0.2.11-25-tcp").check.clone().unwrap();
+    let tcp = vs(&config, "tcp-192.0.2.11-25").check.clone().unwrap();
     assert_eq!(tcp.tcp, Some(TcpCheck {}));
     assert_eq!(
         (tcp.interval, tcp.timeout, tcp.fall, tcp.port),
-        (secs(15), secs(5), 2, Some(2525))
+        (secs(15), secs(5), 1, Some(2525))
     );
 
-    let misc = vs(&config, "192.0.2.11-53-udp").check.clone().unwrap();
+    let misc = vs(&config, "udp-192.0.2.11-53").check.clone().unwrap();
     assert_eq!(
         misc.program,
         Some(ProgramCheck {
@@ -228,13 +229,14 @@ fn checks_and_their_timings() {
 #[test]
 fn keepalived_defaults_fill_what_the_file_leaves_out() {
     let config = imported(BACKUP).config;
-    let web = vs(&config, "192.0.2.10-80-tcp");
-    // No lb_kind: keepalived uses NAT. No delay_loop: 60 s; connect_timeout 5 s; retry 1.
+    let web = vs(&config, "tcp-192.0.2.10-80");
+    // No lb_kind: keepalived uses NAT. No delay_loop: 60 s; connect_timeout 5 s; retry 1,
+    // 1 s later: the first failure is enough here.
     assert_eq!(web.forwarding, Forwarding::Nat);
     let check = web.check.clone().unwrap();
     assert_eq!(
         (check.interval, check.timeout, check.rise, check.fall),
-        (secs(60), secs(5), 1, 2)
+        (secs(60), secs(5), 1, 1)
     );
     let get = check.http.unwrap();
     assert_eq!(get.path, "/ping");
@@ -308,19 +310,19 @@ fn master_down_interval_follows_the_rfcs() {
 fn vips_give_the_devices_of_their_services() {
     let config = imported(SAMPLE).config;
     assert_eq!(
-        vs(&config, "192.0.2.10-80-tcp").device.as_deref(),
+        vs(&config, "tcp-192.0.2.10-80").device.as_deref(),
         Some("eth0:1")
     );
     assert_eq!(
-        vs(&config, "192.0.2.10-443-tcp").device.as_deref(),
+        vs(&config, "tcp-192.0.2.10-443").device.as_deref(),
         Some("eth0:1")
     );
     assert_eq!(
-        vs(&config, "192.0.2.11-25-tcp").device.as_deref(),
+        vs(&config, "tcp-192.0.2.11-25").device.as_deref(),
         Some("eth0")
     );
     assert_eq!(
-        vs(&config, "2001.db8..10-80-tcp").device.as_deref(),
+        vs(&config, "tcp-2001_db8__10-80").device.as_deref(),
         Some("eth0")
     );
     assert_eq!(vs(&config, "fwmark-5").device, None);
@@ -345,8 +347,8 @@ fn vips_give_the_devices_of_their_services() {
 fn a_group_is_one_service_per_member() {
     let config = imported(SAMPLE).config;
     for name in [
-        "API-192.0.2.20-8080-tcp",
-        "API-192.0.2.21-8080-tcp",
+        "API-tcp-192.0.2.20-8080",
+        "API-tcp-192.0.2.21-8080",
         "API-fwmark-9",
     ] {
         let service = vs(&config, name);
@@ -355,7 +357,7 @@ fn a_group_is_one_service_per_member() {
         assert_eq!(service.scheduler, Scheduler::Rr);
         assert!(service.check.is_some());
     }
-    assert_eq!(vs(&config, "API-192.0.2.21-8080-tcp").port, Some(8080));
+    assert_eq!(vs(&config, "API-tcp-192.0.2.21-8080").port, Some(8080));
     let text = "virtual_server group G {\n real_server 198.51.100.1 80 {\n }\n}\n\
                 virtual_server_group G {\n 192.0.2.8/30 80\n 2001:db8::a-c 443\n fwmark 3 inet6\n}\n";
     let config = imported(text).config;
@@ -372,8 +374,6 @@ fn a_group_is_one_service_per_member() {
     }
     expected.push((None, None, Some(3), Some(Family::Inet6)));
     assert_eq!(members, expected);
-    let huge = imported("virtual_server_group G {\n 10.0.0.0/8 80\n}\n");
-    assert!(has_note(&huge.notes, 2, "16777216 addresses"));
 }
 
 #[test]
@@ -393,10 +393,7 @@ fn every_line_without_an_equivalent_is_a_note_on_its_line() {
         (line_of(SAMPLE, "unicast_src_ip", 0), "own address"),
         (line_of(SAMPLE, "track_interface", 0), "tracked interfaces"),
         (line_of(SAMPLE, "notify_master", 0), "no scripts"),
-        (
-            line_of(SAMPLE, "delay_before_retry", 0),
-            "no separate delay",
-        ),
+        (line_of(SAMPLE, "HTTP_GET", 0), "no separate retry delay"),
         (line_of(SAMPLE, "quorum 2", 0), "no quorum"),
         (
             line_of(SAMPLE, "check_dns 198.51.100.42", 0) - 1,
@@ -418,7 +415,8 @@ fn every_line_without_an_equivalent_is_a_note_on_its_line() {
         );
         assert_eq!(note.file, "keepalived.conf");
     }
-    assert_eq!(notes.len(), 13, "{notes:#?}");
+    // 11 lines with no equivalent, and the retry mapping on each of the 10 network checkers.
+    assert_eq!(notes.len(), 21, "{notes:#?}");
 }
 
 #[test]
@@ -600,4 +598,137 @@ fn includes_and_conditional_lines_are_noted_wherever_they_stand() {
     assert!(has_note(&imported.notes, 3, "conditional configuration"));
     assert!(has_note(&imported.notes, 4, "parameter substitution"));
     assert_eq!(imported.config.node.hostname, "director");
+}
+
+fn errors(text: &str) -> Vec<Note> {
+    match read("keepalived.conf", text) {
+        Err(ImportError::Unreadable(errors)) => errors,
+        other => panic!("expected errors, got {other:?}"),
+    }
+}
+
+#[test]
+fn blocks_nested_100000_deep_are_one_error_not_a_stack_overflow() {
+    const DEPTH: usize = 100_000;
+    let opens = format!("global_defs {{\n{}", "a {\n".repeat(DEPTH));
+    let closed = format!("{opens}{}", "}\n".repeat(DEPTH + 1));
+    // The brace may also stand on the line after its keyword.
+    let next_line = format!("global_defs {{\n{}", "a\n{\n".repeat(DEPTH));
+    for (text, line) in [(&opens, 17), (&closed, 17), (&next_line, 32)] {
+        let errors = errors(text);
+        let deep: Vec<usize> = errors
+            .iter()
+            .filter(|e| e.message.contains("nested more than 16 levels"))
+            .map(|e| e.line)
+            .collect();
+        assert_eq!(deep, [line]);
+        assert!(errors.len() <= 17, "{}", errors.len());
+    }
+    // What follows the deep block is read again.
+    let text = format!(
+        "{closed}virtual_server 192.0.2.1 80 {{\n real_server 10.0.0.1 80 {{\n }}\n}}\nbogus {{\n"
+    );
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[1].message.contains("never closed"));
+}
+
+#[test]
+fn a_real_server_outside_a_virtual_server_is_an_error() {
+    // The virtual_server's brace is closed one line too early.
+    let text = "virtual_server 192.0.2.1 80 {\n lb_kind NAT\n}\n real_server 10.0.0.1 80 {\n  weight 2\n }\n";
+    let errors = errors(text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].line, 4);
+    assert!(errors[0]
+        .message
+        .contains("real_server outside a virtual_server"));
+}
+
+#[test]
+fn a_real_server_port_under_dr_or_tun_is_dropped_with_a_note() {
+    let text = "virtual_server 192.0.2.1 80 {\n lb_kind DR\n real_server 10.0.0.1 8080 {\n }\n real_server 10.0.0.2 80 {\n }\n}\n\
+                virtual_server_group G {\n 192.0.2.5-6 443\n}\n\
+                virtual_server group G {\n lb_kind TUN\n real_server 10.0.0.3 8443 {\n }\n}\n";
+    let result = import::import(
+        Format::Keepalived,
+        Source {
+            name: "keepalived.conf",
+            text,
+        },
+        &|_: &str| None,
+    )
+    .expect("DR and TUN services with real-server ports validate");
+    for vs in &result.config.virtual_servers {
+        assert!(
+            vs.real_servers
+                .iter()
+                .all(|rs| rs.port.is_none() || rs.port == vs.port),
+            "{vs:?}"
+        );
+    }
+    assert!(has_note(
+        &result.notes,
+        3,
+        "DR forwarding cannot change the port"
+    ));
+    assert!(!has_note(&result.notes, 5, "cannot change the port"));
+    // One note for the group's real server, not one per member.
+    let tun: Vec<_> = notes_on(&result.notes, 13);
+    assert_eq!(tun.len(), 1, "{tun:?}");
+    assert!(tun[0].contains("TUN forwarding cannot change the port"));
+    // NAT keeps it.
+    let nat = imported(&text.replace("lb_kind DR", "lb_kind NAT"));
+    assert_eq!(
+        nat.config.virtual_servers[0].real_servers[0].port,
+        Some(8080)
+    );
+}
+
+#[test]
+fn retries_map_to_fall_by_their_delay_and_are_explained() {
+    let service = |checker: &str| {
+        format!(
+            "virtual_server 192.0.2.1 80 {{\n delay_loop 10\n real_server 10.0.0.1 80 {{\n  TCP_CHECK {{\n{checker}  }}\n }}\n}}\n"
+        )
+    };
+    let check = |text: &str| {
+        let imported = imported(text);
+        let check = imported.config.virtual_servers[0].check.clone().unwrap();
+        (check.fall, notes_on(&imported.notes, 4).join("\n"))
+    };
+    // 3 retries 1 s apart against a 10 s loop: the first failure takes it out, and the note
+    // says why.
+    let (fall, note) = check(&service("   retry 3\n   delay_before_retry 1\n"));
+    assert_eq!(fall, 1);
+    assert!(
+        note.contains("retried a failed check 3 time(s), 1s apart"),
+        "{note}"
+    );
+    assert!(note.contains("no separate retry delay"), "{note}");
+    assert!(note.contains("fall = 1"), "{note}");
+    // The default retry (1, 1 s later) is said too.
+    let (fall, note) = check(&service(""));
+    assert_eq!(fall, 1);
+    assert!(note.contains("fall = 1"), "{note}");
+    // Retries that take longer than the loop: as many failures in a row as come nearest to
+    // keepalived's time, never more than its attempts.
+    let (fall, note) = check(&service("   retry 2\n   delay_before_retry 10\n"));
+    assert_eq!(fall, 3);
+    assert!(note.contains("fall = 3"), "{note}");
+    let (fall, _) = check(&service("   retry 2\n   delay_before_retry 60\n"));
+    assert_eq!(fall, 3);
+    // No retry: no note.
+    let (fall, note) = check(&service("   retry 0\n"));
+    assert_eq!((fall, note.as_str()), (1, ""));
+}
+
+#[test]
+fn a_group_range_of_more_than_256_addresses_is_an_error() {
+    let text =
+        "virtual_server_group G {\n 192.0.2.1 80\n 10.0.0.0/8 80\n 10.1.0.1-10.1.2.1 80\n}\n";
+    let errors = errors(text);
+    let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [3, 4], "{errors:?}");
+    assert!(errors[0].message.contains("16777216 addresses"));
 }

@@ -6,9 +6,10 @@
 
 use std::net::IpAddr;
 
+use super::super::SET_THE_KEY;
 use super::syntax::Stmt;
 use super::Report;
-use crate::config::model::{Isolation, Pair, RolePreference, UdpChannel, UdpMode};
+use crate::config::model::{self, Isolation, Pair, RolePreference, UdpChannel, UdpMode};
 use crate::config::types::Span;
 use crate::config::Config;
 
@@ -314,9 +315,9 @@ impl Vrrp {
                     report.note(
                         *line,
                         format!(
-                            "`auth_pass`: the key has {length} characters, but the pair's key \
-                             needs at least 16; it is imported as it is and validation will ask \
-                             for a longer one (set the same pair.key on both boxes)"
+                            "`auth_pass`: the key has {length} characters (VRRP allows 8), but \
+                             the pair's key needs at least 16; it is imported as it is: \
+                             {SET_THE_KEY}, the same on both boxes"
                         ),
                     );
                 }
@@ -326,9 +327,8 @@ impl Vrrp {
                 report.note(
                     first.line,
                     format!(
-                        "`vrrp_instance {}` has no authentication: the pair needs a shared key \
-                         of at least 16 characters, which is left empty here; set pair.key \
-                         on both boxes",
+                        "`vrrp_instance {}` has no authentication: pair.key is left empty; \
+                         {SET_THE_KEY}, the same on both boxes",
                         first.name
                     ),
                 );
@@ -375,7 +375,11 @@ impl Vrrp {
             // keepalived synchronises connections only when told to.
             connection_sync: self.sync.is_some() || first.sync,
             // Its sync daemon's id defaults to the instance's virtual router id.
-            sync_id: self.sync.flatten().or(first.vrid).unwrap_or(1),
+            sync_id: self
+                .sync
+                .flatten()
+                .or(first.vrid)
+                .unwrap_or_else(model::sync_id),
         });
     }
 }

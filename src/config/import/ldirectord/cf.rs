@@ -10,8 +10,8 @@ use super::{parse_number, strip_comment, Report};
 use crate::config::model::{Forwarding, Scheduler, VirtualServer};
 use build::{build, Seen};
 use values::{
-    non_empty, parse_checktype, parse_fallback, parse_real, parse_scheduler, parse_virtual,
-    positive, unquote, yes_no,
+    non_empty, parse_checktype, parse_command, parse_fallback, parse_real, parse_scheduler,
+    parse_virtual, positive, unquote, yes_no,
 };
 
 /// ldirectord's defaults (ldirectord(8)): seconds between check rounds, the timeout of
@@ -161,7 +161,8 @@ struct Block {
     reals: Vec<Real>,
     scoped: Scoped,
     checktype: Option<(CheckType, usize)>,
-    checkcommand: Option<String>,
+    /// The program, its arguments, and the line.
+    checkcommand: Option<(String, Vec<String>, usize)>,
     service: Option<(&'static str, usize)>,
     request: Option<(String, usize)>,
     receive: Option<(String, usize)>,
@@ -441,7 +442,12 @@ impl Reader<'_> {
             "request" => block.request = Some((non_empty(unquote(value))?, number)),
             "receive" => block.receive = Some((non_empty(unquote(value))?, number)),
             "checktype" => block.checktype = Some((parse_checktype(value)?, number)),
-            "checkcommand" => block.checkcommand = Some(non_empty(unquote(value))?),
+            "checkcommand" => {
+                // One quoted string is the whole command line; else quotes group words.
+                let inner = unquote(value);
+                let (path, args) = parse_command(if inner.contains('"') { value } else { inner })?;
+                block.checkcommand = Some((path, args, number));
+            }
             "service" => {
                 let service = SERVICES
                     .iter()

@@ -8,8 +8,9 @@ mod haresources;
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::{parse_ip, parse_number, strip_comment, Report};
+use crate::config::import::SET_THE_KEY;
 use crate::config::model::{
-    Isolation, Pair, RolePreference, SerialPort, UdpChannel, UdpMode, Watchdog,
+    self, Isolation, Pair, RolePreference, SerialPort, UdpChannel, UdpMode, Watchdog,
 };
 use crate::config::types::Span;
 use authkeys::read_authkeys;
@@ -57,9 +58,11 @@ pub(super) fn read(sibling: &dyn Fn(&str) -> Option<String>, report: &mut Report
         .unwrap_or_default();
 
     let mut result = Heartbeat::default();
+    let mut sync = None;
     if let Some(text) = sibling(HARESOURCES) {
         let resources = read_haresources(text.as_str(), ha.as_ref(), report);
         result.vips = resources.vips;
+        sync = resources.sync;
         if let (Some(preferred), Some(this)) = (resources.preferred, this_node.as_ref()) {
             result.role = Some(if preferred == *this {
                 RolePreference::Primary
@@ -75,8 +78,10 @@ pub(super) fn read(sibling: &dyn Fn(&str) -> Option<String>, report: &mut Report
                 report.note(
                     AUTHKEYS,
                     0,
-                    "there is no authkeys beside ldirectord.cf: the pair has no key yet; set \
-                     pair.key (at least 16 characters) on both boxes",
+                    format!(
+                        "there is no authkeys beside ldirectord.cf: pair.key is left empty; \
+                         {SET_THE_KEY}, the same on both boxes"
+                    ),
                 );
             }
             None
@@ -113,7 +118,7 @@ pub(super) fn read(sibling: &dyn Fn(&str) -> Option<String>, report: &mut Report
         );
         result.hostname = Some(this.clone());
     }
-    result.pair = Some(ha.into_pair(key, report));
+    result.pair = Some(ha.into_pair(key, sync, report));
     result
 }
 
@@ -405,11 +410,14 @@ fn ha_directive(
 
 impl HaCf {
     /// The pair, with heartbeat's defaults where ha.cf is silent.
-    fn into_pair(self, key: Option<String>, report: &mut Report) -> Pair {
+    /// `sync` is haresources' LVSSyncDaemonSwap with its sync id, if any.
+    fn into_pair(self, key: Option<String>, sync: Option<Option<u8>>, report: &mut Report) -> Pair {
         let keepalive = self.keepalive.unwrap_or(DEFAULT_KEEPALIVE_MS);
         let deadtime = self.deadtime.unwrap_or(DEFAULT_DEADTIME_MS);
-        // heartbeat warns at half the deadtime unless told otherwise.
-        let warntime = self.warntime.unwrap_or(deadtime / 2);
+        // heartbeat warns at half the deadtime unless told otherwise; the box has its own
+        // default, and half the deadtime need not lie between keepalive and deadtime (1 s and
+        // 2 s). A warntime that is set is kept as it is, and validation says when it is wrong.
+        let warntime = self.warntime;
         // heartbeat's initial deadtime: the deadtime when that is over 10 s, else twice it,
         // but at least 12 s.
         let initdead = self.initdead.unwrap_or(if deadtime > 10_000 {
@@ -575,7 +583,7 @@ impl HaCf {
             serial,
             keepalive: Span::from_millis(keepalive),
             deadtime: Span::from_millis(deadtime),
-            warntime: Some(Span::from_millis(warntime)),
+            warntime: warntime.map(Span::from_millis),
             initdead: Some(Span::from_millis(initdead)),
             // heartbeat's default is `legacy`, which fails back like `on`.
             auto_failback: self.auto_failback.unwrap_or(true),
@@ -584,8 +592,9 @@ impl HaCf {
             announce_count: 5,
             announce_spacing: Span::from_millis(200),
             watchdog,
-            connection_sync: true,
-            sync_id: 1,
+            // heartbeat ran the sync daemon only as the LVSSyncDaemonSwap resource.
+            connection_sync: sync.is_some(),
+            sync_id: sync.flatten().unwrap_or_else(model::sync_id),
         }
     }
 }

@@ -310,10 +310,7 @@ fn heartbeat_defaults_apply_where_ha_cf_is_silent() {
     .unwrap();
     let pair = imported.config.pair.clone().unwrap();
     assert_eq!((pair.keepalive, pair.deadtime), (secs(1), secs(30)));
-    assert_eq!(
-        (pair.warntime, pair.initdead),
-        (Some(secs(15)), Some(secs(30)))
-    );
+    assert_eq!((pair.warntime, pair.initdead), (None, Some(secs(30))));
     assert!(
         pair.auto_failback,
         "heartbeat's default `legacy` fails back"
@@ -449,7 +446,7 @@ fn unknown_directives_are_notes_with_line_and_file() {
     assert!(at("ldirectord.cf", 7)[0].contains("`colour`"));
     assert!(at("ldirectord.cf", 8)[0].contains("`monitorfile`"));
     assert!(at("ha.cf", 2)[0].contains("`frobnicate` is not a heartbeat directive"));
-    assert!(at("authkeys", 0)[0].contains("no key"));
+    assert!(at("authkeys", 0)[0].contains("no authkeys"));
     assert!(at("ldirectord.cf", 1).is_empty() && at("ldirectord.cf", 2).is_empty());
 }
 
@@ -603,7 +600,7 @@ virtual6=[2001:db8::10]:443
             "198.51.100.10-80",
             "198.51.100.11-80",
             "198.51.100.12-80",
-            "198.51.100.20"
+            "198.51.100.20-80"
         ]
     );
     // gate cannot map 80 to 8080: ldirectord used the virtual port.
@@ -735,4 +732,116 @@ fn never_panics_on_truncated_sample_lines() {
             }
         }
     }
+}
+
+#[test]
+fn an_external_check_command_is_split_and_its_arguments_noted() {
+    let text = "virtual=192.0.2.1:80\n\treal=198.51.100.1:80 gate\n\tchecktype=external\n\tcheckcommand=\"/usr/local/bin/check_app --verbose 'two words'\"\n";
+    let imported = alone(text).unwrap();
+    let check = imported.config.virtual_servers[0].check.clone().unwrap();
+    assert_eq!(
+        check.program,
+        Some(ProgramCheck {
+            path: "/usr/local/bin/check_app".into(),
+            args: vec!["--verbose".into(), "two words".into()],
+        })
+    );
+    let notes = notes_at(&imported, "ldirectord.cf", 4);
+    assert!(
+        notes.iter().any(|n| n.contains("four more arguments")),
+        "{notes:?}"
+    );
+    // Unquoted, and with quotes inside.
+    let text = "virtual=192.0.2.1:80\n\treal=198.51.100.1:80 gate\n\tchecktype=external\n\tcheckcommand=/bin/check -p \"a b\"\n";
+    let check = alone(text).unwrap().config.virtual_servers[0]
+        .check
+        .clone()
+        .unwrap();
+    assert_eq!(
+        check.program.map(|p| (p.path, p.args)),
+        Some(("/bin/check".into(), vec!["-p".into(), "a b".into()]))
+    );
+    // An open quote or no program is an error on its line.
+    for command in ["\"/bin/check 'x\"", "\" \""] {
+        let text = format!(
+            "virtual=192.0.2.1:80\n\treal=198.51.100.1:80 gate\n\tchecktype=external\n\tcheckcommand={command}\n"
+        );
+        let lines: Vec<usize> = errors(&text).iter().map(|e| e.line).collect();
+        assert_eq!(lines, [4], "{command}");
+    }
+}
+
+#[test]
+fn warntime_is_left_unset_or_kept_as_written() {
+    let ha = |extra: &str| {
+        format!("keepalive 1\ndeadtime 2\n{extra}ucast eth1 10.0.0.2\nnode a\nnode b\n")
+    };
+    let import_with = |ha: String| {
+        let files = move |name: &str| match name {
+            "ha.cf" => Some(ha.clone()),
+            "authkeys" => Some("auth 1\n1 sha1 0123456789abcdef0123\n".to_string()),
+            _ => None,
+        };
+        importer::import(
+            Format::Ldirectord,
+            source("virtual=192.0.2.10:80\n\treal=198.51.100.1:80 gate\n"),
+            &files,
+        )
+    };
+    // Without warntime: none, and the short timings validate.
+    let imported = import_with(ha("")).expect("keepalive 1, deadtime 2 validates");
+    assert_eq!(imported.config.pair.unwrap().warntime, None);
+    // A warntime out of range is kept, and validation says so.
+    match import_with(ha("warntime 5\n")) {
+        Err(ImportError::Invalid { problems, .. }) => {
+            let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+            assert_eq!(paths, ["pair.warntime"]);
+        }
+        other => panic!("expected the warntime to be refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn connection_sync_follows_lvs_sync_daemon_swap() {
+    let sync = |resources: Option<&str>| {
+        let resources = resources.map(str::to_string);
+        let files = move |name: &str| match name {
+            "ha.cf" => Some(HA_CF.to_string()),
+            "authkeys" => Some(AUTHKEYS.to_string()),
+            "haresources" => resources.clone(),
+            _ => None,
+        };
+        let pair = import(source(LDIRECTORD_CF), &files)
+            .unwrap()
+            .config
+            .pair
+            .unwrap();
+        (pair.connection_sync, pair.sync_id)
+    };
+    let default = crate::config::model::sync_id();
+    assert_eq!(sync(Some(HARESOURCES)), (true, default));
+    assert_eq!(
+        sync(Some("lvs-a 192.0.2.10 LVSSyncDaemonSwap::master::42\n")),
+        (true, 42)
+    );
+    assert_eq!(sync(Some("lvs-a 192.0.2.10\n")), (false, default));
+    assert_eq!(sync(None), (false, default));
+}
+
+#[test]
+fn fwmark_and_ipv6_services_use_the_shared_names() {
+    let text = "virtual=7\n\treal=198.51.100.1 gate\n\tservice=http\nvirtual6=[2001:db8::10]:53\n\treal6=[2001:db8::21]:53 masq\n\tprotocol=udp\n\tchecktype=on\n";
+    let config = alone(text).unwrap().config;
+    let names: Vec<&str> = config
+        .virtual_servers
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(names, ["fwmark-7", "udp-2001_db8__10-53"]);
+    assert_eq!(
+        config.virtual_servers[1].real_servers[0].name,
+        "2001_db8__21-53"
+    );
+    let v6mark = alone("virtual6=7\n\treal6=[2001:db8::21]:80 gate\n\tchecktype=on\n").unwrap();
+    assert_eq!(v6mark.config.virtual_servers[0].name, "fwmark-7-inet6");
 }

@@ -3,19 +3,22 @@
 
 use std::net::IpAddr;
 
+use super::super::SET_THE_KEY;
 use super::syntax::Stmt;
 use super::Report;
-use crate::config::model::{Forwarding, Isolation, Pair, RolePreference, UdpChannel, UdpMode};
+use crate::config::model::{
+    self, Forwarding, Isolation, Pair, RolePreference, UdpChannel, UdpMode,
+};
 use crate::config::types::Span;
 use crate::config::Config;
 
 /// pulse's defaults (its parser, lvsconfig.c): heartbeat on UDP port 539, a heartbeat every
-/// 2 s, the peer dead after 5 s; NAT when `network` is absent; sync daemon id 0.
+/// 2 s, the peer dead after 5 s; NAT when `network` is absent. Without `syncd_id` the sync
+/// daemon gets the model's id: both boxes of the pair run director, so only they must agree.
 const HEARTBEAT_PORT: u16 = 539;
 const KEEPALIVE: Span = Span::from_millis(2_000);
 const DEADTIME: Span = Span::from_millis(5_000);
 const FORWARDING: Forwarding = Forwarding::Nat;
-const SYNCD_ID: u8 = 0;
 
 /// The heartbeat link of the box; Piranha heartbeats over whatever routes to the peer.
 const HEARTBEAT_INTERFACE: &str = "eth1";
@@ -299,8 +302,10 @@ pub(super) fn apply(s: Settings, config: &mut Config, report: &mut Report) {
     }
     report.note(
         backup_line,
-        "lvs.cf has no shared key for the heartbeat: pair.key is left empty; set the same key \
-         of at least 16 characters on both boxes (validation reports it until then)",
+        format!(
+            "lvs.cf has no shared key for the heartbeat: pair.key is left empty; {SET_THE_KEY}, \
+             the same on both boxes"
+        ),
     );
     report.note(
         backup_line,
@@ -332,6 +337,6 @@ pub(super) fn apply(s: Settings, config: &mut Config, report: &mut Report) {
         watchdog: None,
         // Piranha starts the IPVS sync daemon only when told to.
         connection_sync: s.syncdaemon.unwrap_or(false),
-        sync_id: s.syncd_id.unwrap_or(SYNCD_ID),
+        sync_id: s.syncd_id.unwrap_or_else(model::sync_id),
     });
 }

@@ -4,12 +4,13 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use super::super::{clean_name, distinct_name};
 use super::global::Settings;
 use super::syntax::Stmt;
-use super::{config_name, Report};
+use super::Report;
 use crate::config::model::{
-    Check, CheckProtocol, Family, Persistence, ProgramCheck, Protocol, RealServer, Scheduler,
-    SendExpectCheck, TcpCheck, VirtualServer,
+    Check, CheckProtocol, Family, Forwarding, Persistence, ProgramCheck, Protocol, RealServer,
+    Scheduler, SendExpectCheck, TcpCheck, VirtualServer,
 };
 use crate::config::types::Span;
 
@@ -84,7 +85,7 @@ pub(super) fn virtual_server(
         field(c, &mut f, report);
     }
 
-    let name = config_name(stmt.name(), "virtual", names);
+    let name = distinct_name(&clean_name(stmt.name(), "virtual"), names);
     if name != stmt.name() {
         report.note(
             stmt.line,
@@ -113,7 +114,14 @@ pub(super) fn virtual_server(
     let mut real_names = HashSet::new();
     let real_servers: Vec<RealServer> = servers
         .into_iter()
-        .filter_map(|s| real_server(s, port, f.fwmark.is_some(), &mut real_names, report))
+        .filter_map(|s| {
+            let service = Service {
+                port,
+                fwmark: f.fwmark.is_some(),
+                forwarding: settings.forwarding(),
+            };
+            real_server(s, &service, &mut real_names, report)
+        })
         .collect();
 
     let (vip, vs_port, fwmark, family, device) = match (f.fwmark, &f.vip) {
@@ -423,15 +431,22 @@ fn check(stmt: &Stmt, f: &Fields, protocol: Protocol, report: &mut Report) -> Op
     Some(check)
 }
 
+/// What a `server` block takes from its `virtual` block and the global section.
+struct Service {
+    port: u16,
+    fwmark: bool,
+    forwarding: Forwarding,
+}
+
 /// A `server NAME { ... }` block. Piranha gives a real server the service's port and weight 1,
 /// and leaves it inactive without `active = 1`.
 fn real_server(
     stmt: &Stmt,
-    service_port: u16,
-    fwmark: bool,
+    service: &Service,
     names: &mut HashSet<String>,
     report: &mut Report,
 ) -> Option<RealServer> {
+    let service_port = service.port;
     let mut address = None;
     let mut active = None;
     let mut weight = None;
@@ -451,7 +466,7 @@ fn real_server(
                     .number(c, 0, 65_535)
                     .and_then(|w| u32::try_from(w).ok())
             }
-            "port" => port = self::port(c, report),
+            "port" => port = self::port(c, report).map(|p| (p, c.line)),
             _ => report.unknown(c, "in a `server` block"),
         }
     }
@@ -464,7 +479,7 @@ fn real_server(
         }
         return None;
     };
-    let name = config_name(stmt.name(), "server", names);
+    let name = distinct_name(&clean_name(stmt.name(), "server"), names);
     if name != stmt.name() {
         report.note(
             stmt.line,
@@ -487,10 +502,33 @@ fn real_server(
     });
     // A firewall-mark service has no port of its own: its real servers keep the one Piranha
     // gave them (the virtual's `port`), which is also where they are checked.
-    let port = if fwmark {
-        Some(port.unwrap_or(service_port))
+    let port = if service.fwmark {
+        Some(port.map_or(service_port, |(p, _)| p))
     } else {
-        port.filter(|p| *p != service_port)
+        match port {
+            Some((p, _)) if p == service_port => None,
+            // Direct routing and tunnelling deliver the packet unchanged: the kernel ignores a
+            // real server's port, so Piranha's real server got the virtual port, and the box
+            // refuses a port it could not honour.
+            Some((p, line)) if service.forwarding != Forwarding::Nat && service_port != 0 => {
+                report.note(
+                    line,
+                    format!(
+                        "`port = {p}`: {} forwarding cannot change the port; the kernel \
+                         delivered to the virtual port {service_port}, and so does the box \
+                         (this port is not imported)",
+                        if service.forwarding == Forwarding::Dr {
+                            "direct"
+                        } else {
+                            "tunnel"
+                        }
+                    ),
+                );
+                None
+            }
+            Some((p, _)) => Some(p),
+            None => None,
+        }
     };
     Some(RealServer {
         name,

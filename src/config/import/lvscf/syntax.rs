@@ -2,6 +2,7 @@
 //! strings and `#` comments, read into a tree of statements that keep their line numbers.
 //! Nothing here knows what a directive means.
 
+use super::super::MAX_NESTING;
 use super::Report;
 
 /// One line of meaning: a `key = value` setting, or a block such as `virtual NAME { ... }`.
@@ -66,10 +67,30 @@ pub(super) fn parse(text: &str, report: &mut Report) -> Vec<Stmt> {
         body: Vec::new(),
     }];
     let mut last_line = 0;
+    // Braces still open inside a block nested too deeply: counted, never built.
+    let mut too_deep = 0usize;
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         last_line = line;
         match lex(raw) {
+            // The same lines open and close blocks here as in `statement`.
+            Ok(tokens) if too_deep > 0 => {
+                if opens_block(&tokens) {
+                    too_deep += 1;
+                } else if tokens.first() == Some(&Token::Close) {
+                    too_deep -= 1;
+                }
+            }
+            Ok(tokens) if stack.len() > MAX_NESTING && opens_block(&tokens) => {
+                report.error(
+                    line,
+                    format!(
+                        "this block is nested more than {MAX_NESTING} levels deep (lvs.cf \
+                         needs 2); it and everything in it up to its closing brace is not read"
+                    ),
+                );
+                too_deep = 1;
+            }
             Ok(tokens) => statement(line, tokens, &mut stack, report),
             Err(why) => report.error(line, why),
         }
@@ -91,6 +112,16 @@ pub(super) fn parse(text: &str, report: &mut Report) -> Vec<Stmt> {
         close(&mut stack, last_line);
     }
     stack.pop().map(|root| root.body).unwrap_or_default()
+}
+
+/// Whether `statement` opens a block for this line (named, unnamed or stray).
+fn opens_block(tokens: &[Token]) -> bool {
+    matches!(
+        tokens,
+        [Token::Word(_), Token::Word(_), Token::Open]
+            | [Token::Word(_), Token::Open]
+            | [Token::Open, ..]
+    )
 }
 
 /// Places the tokens of one line in the tree.

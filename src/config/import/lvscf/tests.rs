@@ -365,7 +365,8 @@ fn the_pair_and_its_heartbeat() {
     assert_eq!((pair.keepalive, pair.deadtime), (secs(2), secs(5)));
     assert_eq!(pair.udp.unwrap().port, 539);
     assert!(!pair.connection_sync);
-    assert_eq!(pair.sync_id, 0);
+    // No syncd_id: the model's default id.
+    assert_eq!(pair.sync_id, crate::config::model::sync_id());
 
     // A backup that is not active is no pair; its settings are said to be unused.
     let text = "primary = 192.0.2.2\nbackup = 192.0.2.3\nkeepalive = 4\n";
@@ -598,4 +599,48 @@ fn no_input_makes_it_panic() {
     ] {
         let _ = read(text);
     }
+}
+
+#[test]
+fn blocks_nested_100000_deep_are_one_error_not_a_stack_overflow() {
+    const DEPTH: usize = 100_000;
+    let opens = "virtual a {\n".repeat(DEPTH);
+    // Closed or left open, the deep part is one error on the line that goes too deep.
+    for text in [opens.clone(), format!("{opens}{}", "}\n".repeat(DEPTH))] {
+        let errors = self::errors(&text);
+        let deep: Vec<usize> = errors
+            .iter()
+            .filter(|e| e.message.contains("nested more than 16 levels"))
+            .map(|e| e.line)
+            .collect();
+        assert_eq!(deep, [17]);
+        assert!(errors.len() <= 18, "{}", errors.len());
+    }
+    // Sixteen levels are still read.
+    let text = format!("{}{}", "virtual a {\n".repeat(16), "}\n".repeat(16));
+    assert!(self::errors(&text)
+        .iter()
+        .all(|e| !e.message.contains("nested")));
+}
+
+#[test]
+fn a_real_server_port_under_direct_routing_is_dropped_with_a_note() {
+    let text = "network = direct\nvirtual V {\n active = 1\n address = 192.0.2.1 eth0:1\n port = 80\n server a {\n  address = 10.0.0.1\n  active = 1\n  port = 8080\n }\n server b {\n  address = 10.0.0.2\n  active = 1\n  port = 80\n }\n}\n";
+    let result = importer::import(
+        Format::LvsCf,
+        Source {
+            name: "lvs.cf",
+            text,
+        },
+        &|_: &str| None,
+    )
+    .expect("a DR service with a real-server port validates");
+    let reals = &result.config.virtual_servers[0].real_servers;
+    assert_eq!((reals[0].port, reals[1].port), (None, None));
+    assert!(has_note(&result.notes, 9, "cannot change the port"));
+    assert!(notes_on(&result.notes, 14).is_empty());
+    // NAT keeps the port.
+    let nat = text.replace("network = direct", "network = nat");
+    let reals = &imported(&nat).config.virtual_servers[0].real_servers;
+    assert_eq!(reals[0].port, Some(8080));
 }

@@ -4,13 +4,13 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 
-use super::values::unique;
 use super::{
     Block, CheckType, Scoped, Target, DEFAULT_CHECKINTERVAL, DEFAULT_CHECKTIMEOUT,
     DEFAULT_NEGOTIATETIMEOUT, SERVICES, SUCCESS_CODES,
 };
 use crate::config::import::ldirectord::parse_number;
-use crate::config::import::ldirectord::{address_label, Report};
+use crate::config::import::ldirectord::Report;
+use crate::config::import::{distinct_name, mark_name, real_name, service_name};
 use crate::config::model::{
     Check, CheckProtocol, Family, Forwarding, HttpCheck, Persistence, ProgramCheck, Protocol,
     RealServer, Scheduler, SendExpectCheck, TcpCheck, VirtualServer,
@@ -71,19 +71,11 @@ pub(super) fn build(
     };
 
     let label = match (vip, port, fwmark) {
-        (Some(vip), Some(port), _) => format!(
-            "{}-{}-{port}",
-            if protocol == Protocol::Udp {
-                "udp"
-            } else {
-                "tcp"
-            },
-            address_label(vip)
-        ),
-        (_, _, Some(mark)) => format!("fwmark-{mark}{}", if block.v6 { "-v6" } else { "" }),
+        (Some(vip), Some(port), _) => service_name(protocol, vip, port),
+        (_, _, Some(mark)) => mark_name(mark, block.v6.then_some(Family::Inet6)),
         _ => format!("virtual-{}", block.line),
     };
-    let name = unique(label, &mut seen.names);
+    let name = distinct_name(&label, &mut seen.names);
 
     // The real servers: the virtual server forwards one way; ldirectord allowed one per server.
     let forwarding = block
@@ -124,12 +116,9 @@ pub(super) fn build(
                 }
             }
         }
-        let base = match rport {
-            Some(p) => format!("{}-{p}", address_label(real.addr)),
-            None => address_label(real.addr),
-        };
+        let base = real_name(real.addr, rport.or(port));
         real_servers.push(RealServer {
-            name: unique(base, &mut real_names),
+            name: distinct_name(&base, &mut real_names),
             address: real.addr,
             port: rport,
             weight: real.weight,
@@ -423,13 +412,28 @@ pub(super) fn build_check(
                         .into(),
                 );
             }
-            Some(Kind::Program(ProgramCheck {
-                path: block
-                    .checkcommand
-                    .clone()
-                    .unwrap_or_else(|| "/bin/true".into()),
-                args: Vec::new(),
-            }))
+            let program = match block.checkcommand.clone() {
+                Some((path, args, line)) => {
+                    note(
+                        line,
+                        format!(
+                            "`checkcommand`: ldirectord ran {path} with four more arguments: \
+                             the virtual service's address (or firewall mark), its port, and \
+                             the real server's address and port; the box's program check \
+                             passes only the arguments written here, so the program must find \
+                             the real server another way (one program per real server, or a \
+                             fixed target)"
+                        ),
+                    );
+                    ProgramCheck { path, args }
+                }
+                // ldirectord's own default when there is no checkcommand.
+                None => ProgramCheck {
+                    path: "/bin/true".into(),
+                    args: Vec::new(),
+                },
+            };
+            Some(Kind::Program(program))
         }
     };
     let kind = kind?;

@@ -1,7 +1,6 @@
 //! The values of ldirectord.cf lines: addresses with ports, real server and fallback lines,
 //! check types, schedulers, yes/no.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::{CheckType, Fallback, Real, Target, MAX_RANGE, PORT_NAMES};
@@ -246,13 +245,52 @@ pub(super) fn parse_probe(text: &str) -> Result<(String, String), String> {
     Ok((request, receive))
 }
 
-/// A name that is unique among `names`: `base`, else `base-2`, `base-3`...
-pub(super) fn unique(base: String, names: &mut HashSet<String>) -> String {
-    let mut name = base.clone();
-    let mut n = 2;
-    while !names.insert(name.clone()) {
-        name = format!("{base}-{n}");
-        n += 1;
+/// `checkcommand`: ldirectord hands it to the shell, so it is split into the program and its
+/// arguments as the shell would split plain words: on white space, except inside single or
+/// double quotes, which are removed; a backslash outside single quotes keeps the next character.
+pub(super) fn parse_command(value: &str) -> Result<(String, Vec<String>), String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut started = false;
+    let mut quote: Option<char> = None;
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('\''), c) => word.push(c),
+            (_, '\\') => {
+                if let Some(next) = chars.next() {
+                    word.push(next);
+                }
+                started = true;
+            }
+            (Some(_), c) => word.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                started = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                started = true;
+            }
+        }
     }
-    name
+    if let Some(q) = quote {
+        return Err(format!("the quote {q} in '{value}' is not closed"));
+    }
+    if started {
+        words.push(word);
+    }
+    let mut words = words.into_iter();
+    let path = words
+        .next()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| format!("'{value}' names no program"))?;
+    Ok((path, words.collect()))
 }

@@ -2,6 +2,7 @@
 
 use super::AUTHKEYS;
 use crate::config::import::ldirectord::{parse_number, strip_comment, Report};
+use crate::config::import::SET_THE_KEY;
 
 /// authkeys: `auth N` selects the key line `N METHOD [KEY]`. Gives the selected key.
 pub(super) fn read_authkeys(text: &str, report: &mut Report) -> Option<String> {
@@ -80,8 +81,10 @@ pub(super) fn read_authkeys(text: &str, report: &mut Report) -> Option<String> {
             None => report.note(
                 AUTHKEYS,
                 line,
-                "`crc` has no key and authenticates nothing: the pair has no key; set pair.key \
-                 (at least 16 characters) on both boxes",
+                format!(
+                    "`crc` has no key and authenticates nothing: pair.key is left empty; \
+                     {SET_THE_KEY}, the same on both boxes"
+                ),
             ),
             Some(key) => {
                 let mut message = format!(
@@ -89,10 +92,10 @@ pub(super) fn read_authkeys(text: &str, report: &mut Report) -> Option<String> {
                      key; the {method} method is not kept"
                 );
                 if key.chars().count() < 16 {
-                    message.push_str(
-                        "; the key is shorter than the 16 characters the box requires (validation \
-                         reports it): choose a longer one on both boxes",
-                    );
+                    message.push_str(&format!(
+                        "; the key is shorter than the 16 characters the box requires: \
+                         {SET_THE_KEY}, the same on both boxes"
+                    ));
                 }
                 report.note(AUTHKEYS, line, message);
                 chosen = Some(key);

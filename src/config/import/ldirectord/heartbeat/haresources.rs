@@ -5,10 +5,14 @@ use std::net::IpAddr;
 
 use super::{HaCf, Vip, HARESOURCES};
 use crate::config::import::ldirectord::{parse_ip, parse_number, strip_comment, Report};
+use crate::config::model;
 
 pub(super) struct Resources {
     pub(super) preferred: Option<String>,
     pub(super) vips: Vec<Vip>,
+    /// `LVSSyncDaemonSwap`: the IPVS sync daemon follows the active node, with the sync id
+    /// its argument gives (when that is a number).
+    pub(super) sync: Option<Option<u8>>,
 }
 
 /// haresources: `NODE RESOURCE...` lines, continued with a trailing backslash.
@@ -16,6 +20,7 @@ pub(super) fn read_haresources(text: &str, ha: Option<&HaCf>, report: &mut Repor
     let mut resources = Resources {
         preferred: None,
         vips: Vec::new(),
+        sync: None,
     };
     let mut continued = false;
     for (index, raw) in text.lines().enumerate() {
@@ -91,12 +96,20 @@ pub(super) fn resource(
             });
         }
         "ldirectord" => {}
-        "LVSSyncDaemonSwap" => report.note(
-            HARESOURCES,
-            number,
-            "`LVSSyncDaemonSwap`: the box synchronises IPVS connections to the standby itself \
-             (pair.connection_sync)",
-        ),
+        "LVSSyncDaemonSwap" => {
+            // `LVSSyncDaemonSwap::master` (the state to start in) or a sync id.
+            let id = args.split("::").find_map(|a| a.parse::<u8>().ok());
+            resources.sync = Some(id);
+            let id = id.unwrap_or_else(model::sync_id);
+            report.note(
+                HARESOURCES,
+                number,
+                format!(
+                    "`LVSSyncDaemonSwap`: the box runs the IPVS sync daemon on whichever box is \
+                     active itself (pair.connection_sync, sync id {id})"
+                ),
+            );
+        }
         other => report.note(
             HARESOURCES,
             number,
