@@ -17,6 +17,8 @@ usage: director ctl [--socket PATH] <command>
 commands:
   status      the daemon's pid, version and uptime
   log [N]     the daemon's recent log lines (the last N)
+  net         interfaces, addresses, routes and settings, and what differs from the configuration
+  net apply   apply the network part of the configuration now (only the difference)
 ";
 
 pub fn run(args: &[String]) -> ExitCode {

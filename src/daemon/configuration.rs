@@ -49,6 +49,11 @@ impl Configuration {
         this
     }
 
+    /// The configuration in force.
+    pub fn in_force(&self) -> Arc<Config> {
+        self.current.clone()
+    }
+
     /// A receiver that sees every configuration taken into force.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Config>> {
         self.published.subscribe()

@@ -4,6 +4,7 @@
 //! admin endpoint join it in their own modules, each subscribing to the configuration.
 
 pub mod configuration;
+pub mod network;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,13 +12,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use log::{error, info, warn, LevelFilter};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Notify;
 
 use crate::control::{self, Request};
 use crate::logging::{self, ConsoleLogger};
+use crate::sys::rtnl::{KernelRtnl, LinkMonitor};
+use crate::sys::sysctl::ProcSys;
 use configuration::Configuration;
+use network::Network;
 
 /// Where the persistent disk is mounted; the store lives in `config/` under it.
 const DATA_DIR: &str = "/data";
@@ -32,6 +39,8 @@ struct Options {
     level: LevelFilter,
     data: PathBuf,
     provision: PathBuf,
+    /// The record of addresses and routes the director added.
+    managed: PathBuf,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -39,6 +48,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut level = std::env::var("DIRECTOR_LOG").ok();
     let mut data = PathBuf::from(DATA_DIR);
     let mut provision = PathBuf::from(PROVISION_DIR);
+    let mut managed = PathBuf::from(network::MANAGED_FILE);
     let mut words = args.iter();
     while let Some(word) = words.next() {
         match word.as_str() {
@@ -46,6 +56,9 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--data" => data = PathBuf::from(words.next().ok_or("--data needs a directory")?),
             "--provision" => {
                 provision = PathBuf::from(words.next().ok_or("--provision needs a directory")?)
+            }
+            "--network-record" => {
+                managed = PathBuf::from(words.next().ok_or("--network-record needs a file")?)
             }
             "--log" => level = Some(words.next().ok_or("--log needs a level")?.clone()),
             other => return Err(format!("unexpected argument '{other}'")),
@@ -62,6 +75,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         level,
         data,
         provision,
+        managed,
     })
 }
 
@@ -101,6 +115,8 @@ struct Shared {
     logger: &'static ConsoleLogger,
     started: Instant,
     configuration: Mutex<Configuration>,
+    /// `None` when rtnetlink could not be opened (logged at start).
+    network: Option<Arc<Mutex<Network>>>,
 }
 
 async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), String> {
@@ -113,10 +129,26 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
     );
     let configuration = Configuration::start(&options.data.join("config"), &options.provision);
     tokio::spawn(report_changes(configuration.subscribe()));
+    let network = open_network(&options.managed);
+    if let Some(network) = &network {
+        let reapply = Arc::new(Notify::new());
+        tokio::spawn(keep_network(
+            configuration.subscribe(),
+            network.clone(),
+            reapply.clone(),
+        ));
+        match LinkMonitor::open() {
+            Ok(monitor) => {
+                tokio::spawn(watch_links(monitor, reapply));
+            }
+            Err(e) => error!("network: link events unavailable: {e}"),
+        }
+    }
     let shared = Arc::new(Shared {
         logger,
         started,
         configuration: Mutex::new(configuration),
+        network,
     });
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
@@ -167,6 +199,100 @@ async fn report_changes(mut changes: tokio::sync::watch::Receiver<Arc<crate::con
         }
         if changes.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+fn open_network(managed: &Path) -> Option<Arc<Mutex<Network>>> {
+    match KernelRtnl::open() {
+        Ok(rtnl) => Some(Arc::new(Mutex::new(Network::new(
+            Box::new(rtnl),
+            Box::new(ProcSys::new(Path::new("/proc/sys"))),
+            managed,
+        )))),
+        Err(e) => {
+            error!("network: rtnetlink unavailable, the network is not managed: {e}");
+            None
+        }
+    }
+}
+
+/// Applies the network part of every configuration taken into force, and again when a link
+/// comes up (a NIC that appears late, a cable plugged in).
+async fn keep_network(
+    mut changes: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
+    network: Arc<Mutex<Network>>,
+    reapply: Arc<Notify>,
+) {
+    loop {
+        let config = changes.borrow_and_update().clone();
+        let network = network.clone();
+        let applied = tokio::task::spawn_blocking(move || match network.lock() {
+            Ok(mut network) => {
+                network.apply(&config);
+            }
+            Err(_) => error!("network: an earlier apply failed inside; restart the daemon"),
+        })
+        .await;
+        if let Err(e) = applied {
+            error!("network: apply failed: {e}");
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = reapply.notified() => {}
+        }
+    }
+}
+
+/// Reports carrier and link changes, and asks for a new apply when a link comes up.
+async fn watch_links(monitor: LinkMonitor, reapply: Arc<Notify>) {
+    // SAFETY: LinkMonitor owns its socket (an OwnedFd) for its whole life and always returns
+    // that descriptor from as_raw_fd; the AsyncFd owns the monitor.
+    let registered = unsafe { AsyncFd::register_with_interest(monitor, Interest::READABLE) };
+    let mut monitor = match registered {
+        Ok(monitor) => monitor,
+        Err(e) => {
+            error!("network: cannot watch link events: {e}");
+            return;
+        }
+    };
+    loop {
+        let mut guard = match monitor.readable_mut().await {
+            Ok(guard) => guard,
+            Err(e) => {
+                error!("network: link events: {e}");
+                return;
+            }
+        };
+        match guard.get_inner_mut().read_events() {
+            Ok(events) if events.is_empty() => guard.clear_ready(),
+            Ok(events) => {
+                let mut up = false;
+                for event in events {
+                    if event.removed {
+                        warn!("network: {} is gone", event.name);
+                    } else {
+                        info!(
+                            "network: {} is {}, {}",
+                            event.name,
+                            if event.up { "up" } else { "down" },
+                            if event.carrier {
+                                "carrier"
+                            } else {
+                                "no carrier"
+                            }
+                        );
+                        up |= event.up && event.carrier;
+                    }
+                }
+                if up {
+                    reapply.notify_one();
+                }
+            }
+            Err(e) => {
+                warn!("network: reading link events: {e}");
+                guard.clear_ready();
+            }
         }
     }
 }
@@ -227,6 +353,38 @@ fn execute(request: &Request, shared: &Shared) -> Result<String, String> {
                 .parse()
                 .map_err(|_| format!("log: '{count}' is not a number of lines"))?;
             Ok(lines(&shared.logger.recent(), count))
+        }
+        ["net"] | ["net", "apply"] => {
+            let network = shared
+                .network
+                .as_ref()
+                .ok_or("the network is not managed (rtnetlink unavailable; see the log)")?;
+            let config = match shared.configuration.lock() {
+                Ok(configuration) => configuration.in_force(),
+                Err(_) => return Err("the configuration service failed earlier".into()),
+            };
+            let mut network = network
+                .lock()
+                .map_err(|_| "the network service failed earlier; restart the daemon")?;
+            if words.len() == 1 {
+                network.describe(&config)
+            } else {
+                let report = network.apply(&config);
+                let mut out = String::new();
+                for line in &report.done {
+                    out.push_str(&format!("done: {line}\n"));
+                }
+                for line in &report.failed {
+                    out.push_str(&format!("failed: {line}\n"));
+                }
+                for line in &report.problems {
+                    out.push_str(&format!("not applied: {line}\n"));
+                }
+                if out.is_empty() {
+                    out.push_str("nothing to do: the network matches the configuration\n");
+                }
+                Ok(out)
+            }
         }
         ["config", ..] => match shared.configuration.lock() {
             Ok(mut configuration) => configuration.handle(request),

@@ -84,7 +84,12 @@ impl Network {
             addresses: &addresses,
             routes: &routes,
         };
-        Ok(net::plan(wanted, &actual, self.sysctl.as_ref(), &self.managed))
+        Ok(net::plan(
+            wanted,
+            &actual,
+            self.sysctl.as_ref(),
+            &self.managed,
+        ))
     }
 
     /// The network as it is, and what differs from `config`.

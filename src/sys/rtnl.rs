@@ -255,3 +255,6 @@ impl Rtnl for FakeRtnl {
         Ok(self.neighbours.clone())
     }
 }
+
+mod kernel;
+pub use kernel::{KernelRtnl, LinkMonitor};
