@@ -121,9 +121,11 @@ impl Store {
         // lock only when its background threads have finished, which takes a moment under load.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let db = loop {
+            // A small cache: configurations are kilobytes, and the box has little memory.
             match sled::Config::new()
                 .path(dir)
                 .mode(sled::Mode::LowSpace)
+                .cache_capacity(4 * 1024 * 1024)
                 .open()
             {
                 Ok(db) => break db,

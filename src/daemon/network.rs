@@ -19,6 +19,8 @@ pub struct Network {
     sysctl: Box<dyn Sysctl + Send>,
     managed_path: PathBuf,
     managed: Managed,
+    /// The problems reported by the last apply, so that a re-apply does not repeat them.
+    problems: Vec<String>,
 }
 
 impl Network {
@@ -32,6 +34,7 @@ impl Network {
             sysctl,
             managed_path: managed_path.to_path_buf(),
             managed: Managed::load(managed_path),
+            problems: Vec::new(),
         }
     }
 
@@ -67,8 +70,11 @@ impl Network {
             error!("network: {failed}");
         }
         for problem in &report.problems {
-            warn!("network: {problem}");
+            if !self.problems.contains(problem) {
+                warn!("network: {problem}");
+            }
         }
+        self.problems.clone_from(&report.problems);
         if report.done.is_empty() && report.is_clean() {
             info!("network: matches the configuration");
         }

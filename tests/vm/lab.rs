@@ -33,6 +33,9 @@ pub fn in_ns(ns: &str, command: &[&str]) -> (bool, String) {
 
 pub struct Lab {
     tag: String,
+    /// The namespace that holds the bridge: a fresh one, so the host's firewall (bridged
+    /// traffic goes through iptables where br_netfilter is loaded) never sees the lab.
+    switch: String,
     links: Vec<String>,
     namespaces: Vec<String>,
 }
@@ -41,68 +44,73 @@ impl Lab {
     /// A lab whose devices start with `tag` (at most 6 characters, to fit IFNAMSIZ).
     pub fn new(tag: &str) -> Lab {
         assert!(tag.len() <= 6, "lab tag too long");
-        let lab = Lab {
+        let switch = format!("{tag}-sw");
+        let _ = Command::new("ip").args(["netns", "del", &switch]).output();
+        ip(&["netns", "add", &switch]);
+        ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &switch, "link", "set", "br0", "up"]);
+        Lab {
             tag: tag.to_string(),
+            switch: switch.clone(),
             links: Vec::new(),
-            namespaces: Vec::new(),
-        };
-        // Leftovers of a run that was killed.
-        let _ = Command::new("ip")
-            .args(["link", "del", &lab.bridge()])
-            .output();
-        lab
-    }
-
-    pub fn bridge(&self) -> String {
-        format!("{}-br", self.tag)
-    }
-
-    /// Creates the bridge (up) if it is not there yet.
-    fn ensure_bridge(&mut self) {
-        let bridge = self.bridge();
-        if !self.links.contains(&bridge) {
-            ip(&["link", "add", &bridge, "type", "bridge"]);
-            self.links.push(bridge.clone());
-            ip(&["link", "set", &bridge, "up"]);
+            namespaces: vec![switch],
         }
     }
 
-    /// A tap device on the bridge, for a VM's NIC.
+    /// A tap device for a VM's NIC, in the host's namespace where QEMU opens it; `plug` moves it
+    /// onto the bridge once QEMU holds it.
     pub fn tap(&mut self, name: &str) -> String {
-        self.ensure_bridge();
         let tap = format!("{}-{name}", self.tag);
         let _ = Command::new("ip").args(["link", "del", &tap]).output();
         ip(&["tuntap", "add", "dev", &tap, "mode", "tap"]);
         self.links.push(tap.clone());
-        ip(&["link", "set", &tap, "master", &self.bridge()]);
         ip(&["link", "set", &tap, "up"]);
         tap
     }
 
-    /// A tap device on no bridge (a NIC with a link but nobody else on it).
-    pub fn lone_tap(&mut self, name: &str) -> String {
-        let tap = format!("{}-{name}", self.tag);
-        let _ = Command::new("ip").args(["link", "del", &tap]).output();
-        ip(&["tuntap", "add", "dev", &tap, "mode", "tap"]);
-        self.links.push(tap.clone());
-        ip(&["link", "set", &tap, "up"]);
-        tap
+    /// Moves `tap` onto the bridge when QEMU has opened it (its carrier comes up), waiting at
+    /// most 60 s.
+    pub fn plug(&mut self, tap: &str) {
+        let start = std::time::Instant::now();
+        loop {
+            let shown = ip(&["-o", "link", "show", tap]);
+            if shown.contains("LOWER_UP") {
+                break;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "QEMU never opened {tap}: {shown}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        ip(&["link", "set", tap, "netns", &self.switch]);
+        ip(&["-n", &self.switch, "link", "set", tap, "master", "br0"]);
+        ip(&["-n", &self.switch, "link", "set", tap, "up"]);
     }
 
     /// A host: a namespace with one interface `eth0` on the bridge holding `address` (CIDR).
     pub fn host(&mut self, name: &str, address: &str) -> String {
-        self.ensure_bridge();
         let ns = format!("{}-{name}", self.tag);
         let _ = Command::new("ip").args(["netns", "del", &ns]).output();
         ip(&["netns", "add", &ns]);
         self.namespaces.push(ns.clone());
-        let outside = format!("{}-v{name}", self.tag);
+        let port = format!("p-{name}");
         ip(&[
-            "link", "add", &outside, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            "-n",
+            &self.switch,
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &ns,
         ]);
-        self.links.push(outside.clone());
-        ip(&["link", "set", &outside, "master", &self.bridge()]);
-        ip(&["link", "set", &outside, "up"]);
+        ip(&["-n", &self.switch, "link", "set", &port, "master", "br0"]);
+        ip(&["-n", &self.switch, "link", "set", &port, "up"]);
         ip(&["-n", &ns, "addr", "add", address, "dev", "eth0"]);
         ip(&["-n", &ns, "link", "set", "eth0", "up"]);
         ip(&["-n", &ns, "link", "set", "lo", "up"]);
