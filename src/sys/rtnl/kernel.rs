@@ -363,10 +363,18 @@ fn parse_link(payload: &[u8]) -> Option<Link> {
     })
 }
 
+/// IFA_F_NODAD: no duplicate address detection.
+const IFA_F_NODAD: u8 = 0x02;
+
 fn ifaddrmsg(address: &Address) -> [u8; 8] {
     let mut header = [0u8; 8];
     header[0] = family_of(address.addr);
     header[1] = address.prefix_len;
+    // An IPv6 host address is a VIP moving between the pair's boxes: the peer may still answer
+    // for it during a takeover, which would fail DAD and leave the VIP dead.
+    if address.addr.is_ipv6() && address.prefix_len == 128 {
+        header[2] = IFA_F_NODAD;
+    }
     header[3] = RT_SCOPE_UNIVERSE;
     header[4..8].copy_from_slice(&address.index.to_ne_bytes());
     header
