@@ -252,27 +252,25 @@ fn carrier_changes_are_seen() {
         let mut rtnl = KernelRtnl::open().expect("rtnetlink");
         let va = index_of(&mut rtnl, "va");
         rtnl.set_up(va, true).expect("up");
-        let mut monitor = LinkMonitor::open().expect("monitor");
-        let _ = monitor.read_events();
-        ip(&["-n", &name, "link", "set", "vb", "down"]);
+        let monitor = LinkMonitor::open().expect("monitor");
+        while let Ok(Some(_)) = monitor.next(Duration::from_millis(200)) {}
         let mut seen = Vec::new();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
-            seen.extend(monitor.read_events().expect("events"));
-            if seen.iter().any(|e| e.name == "va" && !e.carrier) {
-                break;
+        let wait_for = |carrier: bool, seen: &mut Vec<_>| {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(5) {
+                if let Some(event) = monitor.next(Duration::from_millis(100)).expect("events") {
+                    let found = event.name == "va" && event.carrier == carrier;
+                    seen.push(event);
+                    if found {
+                        return;
+                    }
+                }
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        };
+        ip(&["-n", &name, "link", "set", "vb", "down"]);
+        wait_for(false, &mut seen);
         ip(&["-n", &name, "link", "set", "vb", "up"]);
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
-            seen.extend(monitor.read_events().expect("events"));
-            if seen.iter().any(|e| e.name == "va" && e.carrier) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for(true, &mut seen);
         seen
     });
     let down = events

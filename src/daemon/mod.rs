@@ -9,11 +9,9 @@ pub mod network;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{error, info, warn, LevelFilter};
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
@@ -138,9 +136,7 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
             reapply.clone(),
         ));
         match LinkMonitor::open() {
-            Ok(monitor) => {
-                tokio::spawn(watch_links(monitor, reapply));
-            }
+            Ok(monitor) => watch_links(monitor, reapply),
             Err(e) => error!("network: link events unavailable: {e}"),
         }
     }
@@ -244,56 +240,41 @@ async fn keep_network(
     }
 }
 
-/// Reports carrier and link changes, and asks for a new apply when a link comes up.
-async fn watch_links(monitor: LinkMonitor, reapply: Arc<Notify>) {
-    // SAFETY: LinkMonitor owns its socket (an OwnedFd) for its whole life and always returns
-    // that descriptor from as_raw_fd; the AsyncFd owns the monitor.
-    let registered = unsafe { AsyncFd::register_with_interest(monitor, Interest::READABLE) };
-    let mut monitor = match registered {
-        Ok(monitor) => monitor,
-        Err(e) => {
-            error!("network: cannot watch link events: {e}");
-            return;
-        }
-    };
-    loop {
-        let mut guard = match monitor.readable_mut().await {
-            Ok(guard) => guard,
-            Err(e) => {
-                error!("network: link events: {e}");
-                return;
-            }
-        };
-        match guard.get_inner_mut().read_events() {
-            Ok(events) if events.is_empty() => guard.clear_ready(),
-            Ok(events) => {
-                let mut up = false;
-                for event in events {
+/// Reports carrier and link changes, and asks for a new apply when a link comes up. The
+/// monitor blocks, so it runs on a thread of its own.
+fn watch_links(monitor: LinkMonitor, reapply: Arc<Notify>) {
+    let spawned = std::thread::Builder::new()
+        .name("links".into())
+        .spawn(move || loop {
+            match monitor.next(Duration::from_secs(3600)) {
+                Ok(None) => {}
+                Ok(Some(event)) => {
                     if event.removed {
                         warn!("network: {} is gone", event.name);
-                    } else {
-                        info!(
-                            "network: {} is {}, {}",
-                            event.name,
-                            if event.up { "up" } else { "down" },
-                            if event.carrier {
-                                "carrier"
-                            } else {
-                                "no carrier"
-                            }
-                        );
-                        up |= event.up && event.carrier;
+                        continue;
+                    }
+                    info!(
+                        "network: {} is {}, {}",
+                        event.name,
+                        if event.up { "up" } else { "down" },
+                        if event.carrier {
+                            "carrier"
+                        } else {
+                            "no carrier"
+                        }
+                    );
+                    if event.up && event.carrier {
+                        reapply.notify_one();
                     }
                 }
-                if up {
-                    reapply.notify_one();
+                Err(e) => {
+                    error!("network: link events stopped: {e}");
+                    return;
                 }
             }
-            Err(e) => {
-                warn!("network: reading link events: {e}");
-                guard.clear_ready();
-            }
-        }
+        });
+    if let Err(e) = spawned {
+        error!("network: cannot watch link events: {e}");
     }
 }
 

@@ -1,34 +1,25 @@
-//! The kernel side of `Rtnl`: a NETLINK_ROUTE socket. Every change asks for an ACK and waits
-//! for it; every dump is read to NLMSG_DONE; a refusal keeps its errno. Messages are built and
-//! read here byte by byte (the layouts of linux/netlink.h, rtnetlink.h, if_link.h,
-//! if_addr.h, neighbour.h), with every length checked: nothing the kernel sends can make
-//! this code index out of bounds.
+//! The kernel side of `Rtnl`, on neli's router: neli owns the NETLINK_ROUTE socket, the
+//! sequence numbers, the ACKs and the ends of dumps. Every change asks for an ACK and waits for
+//! it; every dump is read to its end; a refusal keeps its errno (`Nlmsgerr::error`). The
+//! family headers and attributes are built and read here from raw bytes (the layouts of
+//! rtnetlink.h, if_link.h, if_addr.h, neighbour.h), with every length checked: neli's typed
+//! attribute readers panic on some inputs (a zero-length string), these never do.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use neli::consts::nl::NlmF;
+use neli::consts::rtnl::Rtm;
+use neli::consts::socket::NlFamily;
+use neli::err::RouterError;
+use neli::nl::NlPayload;
+use neli::router::synchronous::NlRouter;
+use neli::types::Buffer;
+use neli::utils::Groups;
 
 use super::{Address, Link, LinkEvent, Neighbour, Route, Rtnl, RtnlError};
-
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const RTM_NEWLINK: u16 = 16;
-const RTM_DELLINK: u16 = 17;
-const RTM_GETLINK: u16 = 18;
-const RTM_NEWADDR: u16 = 20;
-const RTM_DELADDR: u16 = 21;
-const RTM_GETADDR: u16 = 22;
-const RTM_NEWROUTE: u16 = 24;
-const RTM_DELROUTE: u16 = 25;
-const RTM_GETROUTE: u16 = 26;
-const RTM_NEWNEIGH: u16 = 28;
-const RTM_GETNEIGH: u16 = 30;
-
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_DUMP: u16 = 0x300;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
 
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
@@ -53,25 +44,22 @@ const RT_SCOPE_NOWHERE: u8 = 255;
 const NDA_DST: u16 = 1;
 const NDA_LLADDR: u16 = 2;
 
-const RTMGRP_LINK: u32 = 1;
-
-const HEADER: usize = 16;
+/// RTNLGRP_LINK: the multicast group of link changes.
+const RTNLGRP_LINK: u32 = 1;
 
 fn align(len: usize) -> usize {
     (len + 3) & !3
 }
 
-/// A netlink message being built: header, family header, attributes.
+/// The body of a request being built: family header, attributes (neli adds the netlink
+/// header).
 struct Message {
     bytes: Vec<u8>,
 }
 
 impl Message {
-    fn new(kind: u16, flags: u16, family_header: &[u8]) -> Message {
-        let mut bytes = vec![0u8; HEADER];
-        bytes[4..6].copy_from_slice(&kind.to_ne_bytes());
-        bytes[6..8].copy_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
-        bytes.extend_from_slice(family_header);
+    fn new(family_header: &[u8]) -> Message {
+        let mut bytes = family_header.to_vec();
         bytes.resize(align(bytes.len()), 0);
         Message { bytes }
     }
@@ -85,38 +73,9 @@ impl Message {
         self
     }
 
-    fn finish(mut self, seq: u32) -> Vec<u8> {
-        let len = self.bytes.len() as u32;
-        self.bytes[0..4].copy_from_slice(&len.to_ne_bytes());
-        self.bytes[8..12].copy_from_slice(&seq.to_ne_bytes());
-        self.bytes
+    fn payload(self) -> NlPayload<Rtm, Buffer> {
+        NlPayload::Payload(Buffer::from(self.bytes))
     }
-}
-
-/// One message received: its type and its payload (after the netlink header).
-struct Received<'a> {
-    kind: u16,
-    seq: u32,
-    payload: &'a [u8],
-}
-
-/// Splits a datagram into its messages; a truncated tail ends the walk.
-fn messages(buffer: &[u8]) -> Vec<Received<'_>> {
-    let mut out = Vec::new();
-    let mut rest = buffer;
-    while rest.len() >= HEADER {
-        let len = u32_at(rest, 0).unwrap_or(0) as usize;
-        if len < HEADER || len > rest.len() {
-            break;
-        }
-        out.push(Received {
-            kind: u16_at(rest, 4).unwrap_or(0),
-            seq: u32_at(rest, 8).unwrap_or(0),
-            payload: &rest[HEADER..len],
-        });
-        rest = rest.get(align(len)..).unwrap_or(&[]);
-    }
-    out
 }
 
 /// The attributes after a family header of `skip` bytes.
@@ -188,141 +147,88 @@ fn octets(addr: IpAddr) -> Vec<u8> {
     }
 }
 
-/// -1 from a system call as the error it means.
-fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
 fn errno_text(errno: i32) -> String {
     io::Error::from_raw_os_error(errno).to_string()
 }
 
-/// A NETLINK_ROUTE socket, subscribed to `groups`.
-fn open_socket(groups: u32, nonblocking: bool) -> io::Result<OwnedFd> {
-    let mut kind = libc::SOCK_RAW | libc::SOCK_CLOEXEC;
-    if nonblocking {
-        kind |= libc::SOCK_NONBLOCK;
-    }
-    // SAFETY: socket(2) with constant arguments; the result is checked before use.
-    let fd = check(unsafe { libc::socket(libc::AF_NETLINK, kind, libc::NETLINK_ROUTE) })?;
-    // SAFETY: `fd` was just returned by socket(2) and is owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: sockaddr_nl is plain data; all-zero is a valid value before the fields are set.
-    let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    address.nl_groups = groups;
-    // SAFETY: `address` is a valid sockaddr_nl and its size is passed with it.
-    check(unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&address as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    })?;
-    Ok(fd)
-}
-
-fn receive(fd: RawFd, buffer: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
-    // SAFETY: the buffer is valid for writes of its length for the duration of the call.
-    let n = unsafe { libc::recv(fd, buffer.as_mut_ptr().cast(), buffer.len(), flags) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
+/// A neli router error as ours: the kernel's errno when it refused.
+fn router_error<T, P>(operation: &str, e: RouterError<T, P>) -> RtnlError
+where
+    RouterError<T, P>: std::fmt::Display,
+{
+    match e {
+        RouterError::Nlmsgerr(err) => {
+            let errno = -*err.error();
+            RtnlError::new(operation, Some(errno), errno_text(errno))
+        }
+        other => RtnlError::new(operation, None, other.to_string()),
     }
 }
 
-/// rtnetlink on a socket of its own.
+/// rtnetlink through a neli router of its own.
 pub struct KernelRtnl {
-    fd: OwnedFd,
-    seq: u32,
-    buffer: Vec<u8>,
+    router: NlRouter,
 }
 
 impl KernelRtnl {
     pub fn open() -> Result<KernelRtnl, RtnlError> {
-        let fd = open_socket(0, false).map_err(|e| {
-            RtnlError::new("open a rtnetlink socket", e.raw_os_error(), e.to_string())
-        })?;
-        Ok(KernelRtnl {
-            fd,
-            seq: 0,
-            buffer: vec![0u8; 64 * 1024],
-        })
+        let (router, _) = NlRouter::connect(NlFamily::Route, None, Groups::empty())
+            .map_err(|e| router_error("open a rtnetlink socket", e))?;
+        Ok(KernelRtnl { router })
     }
 
-    fn send(&mut self, message: Message, operation: &str) -> Result<u32, RtnlError> {
-        self.seq = self.seq.wrapping_add(1);
-        let bytes = message.finish(self.seq);
-        // SAFETY: `bytes` is valid for reads of its length; the socket is ours.
-        let sent =
-            unsafe { libc::send(self.fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) };
-        if sent < 0 {
-            let e = io::Error::last_os_error();
-            return Err(RtnlError::new(operation, e.raw_os_error(), e.to_string()));
-        }
-        Ok(self.seq)
-    }
-
-    /// Sends a change and waits for its ACK (or its refusal).
-    fn change(&mut self, message: Message, operation: &str, fine: &[i32]) -> Result<(), RtnlError> {
-        let seq = self.send(message, operation)?;
-        loop {
-            let n = receive(self.fd.as_raw_fd(), &mut self.buffer, 0)
-                .map_err(|e| RtnlError::new(operation, e.raw_os_error(), e.to_string()))?;
-            for message in messages(&self.buffer[..n]) {
-                if message.seq != seq || message.kind != NLMSG_ERROR {
-                    continue;
-                }
-                let code = i32_at(message.payload, 0).unwrap_or(-libc::EPROTO);
-                if code == 0 || fine.contains(&-code) {
-                    return Ok(());
-                }
-                return Err(RtnlError::new(operation, Some(-code), errno_text(-code)));
-            }
-        }
-    }
-
-    /// Sends a dump request and reads every message of it to NLMSG_DONE.
-    fn dump(
+    /// Sends a change and waits for its ACK (or its refusal); errnos in `fine` mean done.
+    fn change(
         &mut self,
+        kind: Rtm,
+        flags: NlmF,
         message: Message,
         operation: &str,
-    ) -> Result<Vec<(u16, Vec<u8>)>, RtnlError> {
-        let seq = self.send(message, operation)?;
+        fine: &[i32],
+    ) -> Result<(), RtnlError> {
+        let replies = self
+            .router
+            .send::<Rtm, Buffer, Rtm, Buffer>(kind, flags | NlmF::ACK, message.payload())
+            .map_err(|e| router_error(operation, e))?;
+        for reply in replies {
+            match reply {
+                Ok(_) => {}
+                Err(RouterError::Nlmsgerr(err)) if fine.contains(&-*err.error()) => return Ok(()),
+                Err(e) => return Err(router_error(operation, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a dump request and reads it to its end: (message type, body) of each answer.
+    fn dump(
+        &mut self,
+        kind: Rtm,
+        message: Message,
+        operation: &str,
+    ) -> Result<Vec<(Rtm, Vec<u8>)>, RtnlError> {
+        let replies = self
+            .router
+            .send::<Rtm, Buffer, Rtm, Buffer>(kind, NlmF::DUMP, message.payload())
+            .map_err(|e| router_error(operation, e))?;
         let mut out = Vec::new();
-        loop {
-            let n = receive(self.fd.as_raw_fd(), &mut self.buffer, 0)
-                .map_err(|e| RtnlError::new(operation, e.raw_os_error(), e.to_string()))?;
-            let mut done = false;
-            let mut failed = None;
-            for message in messages(&self.buffer[..n]) {
-                if message.seq != seq {
-                    continue;
-                }
-                match message.kind {
-                    NLMSG_DONE => done = true,
-                    NLMSG_ERROR => {
-                        let code = i32_at(message.payload, 0).unwrap_or(-libc::EPROTO);
-                        if code != 0 {
-                            failed = Some(-code);
-                        }
-                        done = true;
+        let mut failed = None;
+        // Every answer is read even after a failure: nothing is left pending on the socket.
+        for reply in replies {
+            match reply {
+                Ok(answer) => {
+                    if let NlPayload::Payload(body) = answer.nl_payload() {
+                        out.push((*answer.nl_type(), body.as_ref().to_vec()));
                     }
-                    kind => out.push((kind, message.payload.to_vec())),
+                }
+                Err(e) => {
+                    failed.get_or_insert_with(|| router_error(operation, e));
                 }
             }
-            // The rest of the datagram was read either way: the socket stays clean.
-            if let Some(errno) = failed {
-                return Err(RtnlError::new(operation, Some(errno), errno_text(errno)));
-            }
-            if done {
-                return Ok(out);
-            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(out),
         }
     }
 
@@ -439,13 +345,9 @@ fn parse_route(payload: &[u8]) -> Option<Route> {
     })
 }
 
-fn route_message(kind: u16, flags: u16, route: &Route, scope: u8, protocol: u8) -> Message {
+fn route_message(route: &Route, scope: u8, protocol: u8) -> Message {
     let family = family_of(route.destination);
-    let mut message = Message::new(
-        kind,
-        flags,
-        &rtmsg(family, route.prefix_len, protocol, scope),
-    );
+    let mut message = Message::new(&rtmsg(family, route.prefix_len, protocol, scope));
     if route.prefix_len > 0 {
         message = message.attribute(RTA_DST, &octets(route.destination));
     }
@@ -485,15 +387,11 @@ fn parse_neighbour(payload: &[u8]) -> Option<Neighbour> {
 
 impl Rtnl for KernelRtnl {
     fn links(&mut self) -> Result<Vec<Link>, RtnlError> {
-        let request = Message::new(
-            RTM_GETLINK,
-            NLM_F_DUMP,
-            &ifinfomsg(libc::AF_UNSPEC as u8, 0, 0, 0),
-        );
-        let replies = self.dump(request, "list links")?;
+        let request = Message::new(&ifinfomsg(libc::AF_UNSPEC as u8, 0, 0, 0));
+        let replies = self.dump(Rtm::Getlink, request, "list links")?;
         Ok(replies
             .iter()
-            .filter(|(kind, _)| *kind == RTM_NEWLINK)
+            .filter(|(kind, _)| *kind == Rtm::Newlink)
             .filter_map(|(_, payload)| parse_link(payload))
             .collect())
     }
@@ -501,36 +399,25 @@ impl Rtnl for KernelRtnl {
     fn set_up(&mut self, index: u32, up: bool) -> Result<(), RtnlError> {
         let name = self.index_text(index);
         let flags = if up { IFF_UP } else { 0 };
-        let request = Message::new(
-            RTM_NEWLINK,
-            NLM_F_ACK,
-            &ifinfomsg(libc::AF_UNSPEC as u8, index, flags, IFF_UP),
-        );
+        let request = Message::new(&ifinfomsg(libc::AF_UNSPEC as u8, index, flags, IFF_UP));
         let operation = format!("set {name} {}", if up { "up" } else { "down" });
-        self.change(request, &operation, &[])
+        self.change(Rtm::Newlink, NlmF::empty(), request, &operation, &[])
     }
 
     fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<(), RtnlError> {
         let name = self.index_text(index);
-        let request = Message::new(
-            RTM_NEWLINK,
-            NLM_F_ACK,
-            &ifinfomsg(libc::AF_UNSPEC as u8, index, 0, 0),
-        )
-        .attribute(IFLA_MTU, &mtu.to_ne_bytes());
-        self.change(request, &format!("set the MTU of {name} to {mtu}"), &[])
+        let request = Message::new(&ifinfomsg(libc::AF_UNSPEC as u8, index, 0, 0))
+            .attribute(IFLA_MTU, &mtu.to_ne_bytes());
+        let operation = format!("set the MTU of {name} to {mtu}");
+        self.change(Rtm::Newlink, NlmF::empty(), request, &operation, &[])
     }
 
     fn addresses(&mut self) -> Result<Vec<Address>, RtnlError> {
-        let request = Message::new(
-            RTM_GETADDR,
-            NLM_F_DUMP,
-            &[libc::AF_UNSPEC as u8, 0, 0, 0, 0, 0, 0, 0],
-        );
-        let replies = self.dump(request, "list addresses")?;
+        let request = Message::new(&[libc::AF_UNSPEC as u8, 0, 0, 0, 0, 0, 0, 0]);
+        let replies = self.dump(Rtm::Getaddr, request, "list addresses")?;
         Ok(replies
             .iter()
-            .filter(|(kind, _)| *kind == RTM_NEWADDR)
+            .filter(|(kind, _)| *kind == Rtm::Newaddr)
             .filter_map(|(_, payload)| parse_address(payload))
             .collect())
     }
@@ -538,30 +425,34 @@ impl Rtnl for KernelRtnl {
     fn add_address(&mut self, address: &Address) -> Result<(), RtnlError> {
         let name = self.index_text(address.index);
         let bytes = octets(address.addr);
-        let mut request = Message::new(
-            RTM_NEWADDR,
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-            &ifaddrmsg(address),
-        )
-        .attribute(IFA_LOCAL, &bytes)
-        .attribute(IFA_ADDRESS, &bytes);
+        let mut request = Message::new(&ifaddrmsg(address))
+            .attribute(IFA_LOCAL, &bytes)
+            .attribute(IFA_ADDRESS, &bytes);
         if let (Some(label), true) = (&address.label, address.addr.is_ipv4()) {
             let mut label = label.as_bytes().to_vec();
             label.push(0);
             request = request.attribute(IFA_LABEL, &label);
         }
         let operation = format!("add {}/{} to {name}", address.addr, address.prefix_len);
-        self.change(request, &operation, &[libc::EEXIST])
+        self.change(
+            Rtm::Newaddr,
+            NlmF::CREATE | NlmF::EXCL,
+            request,
+            &operation,
+            &[libc::EEXIST],
+        )
     }
 
     fn remove_address(&mut self, address: &Address) -> Result<(), RtnlError> {
         let name = self.index_text(address.index);
         let bytes = octets(address.addr);
-        let request = Message::new(RTM_DELADDR, NLM_F_ACK, &ifaddrmsg(address))
+        let request = Message::new(&ifaddrmsg(address))
             .attribute(IFA_LOCAL, &bytes)
             .attribute(IFA_ADDRESS, &bytes);
         let operation = format!("remove {}/{} from {name}", address.addr, address.prefix_len);
         self.change(
+            Rtm::Deladdr,
+            NlmF::empty(),
             request,
             &operation,
             &[libc::EADDRNOTAVAIL, libc::ENOENT, libc::ESRCH],
@@ -569,15 +460,11 @@ impl Rtnl for KernelRtnl {
     }
 
     fn routes(&mut self) -> Result<Vec<Route>, RtnlError> {
-        let request = Message::new(
-            RTM_GETROUTE,
-            NLM_F_DUMP,
-            &rtmsg(libc::AF_UNSPEC as u8, 0, 0, 0),
-        );
-        let replies = self.dump(request, "list routes")?;
+        let request = Message::new(&rtmsg(libc::AF_UNSPEC as u8, 0, 0, 0));
+        let replies = self.dump(Rtm::Getroute, request, "list routes")?;
         Ok(replies
             .iter()
-            .filter(|(kind, _)| *kind == RTM_NEWROUTE)
+            .filter(|(kind, _)| *kind == Rtm::Newroute)
             .filter_map(|(_, payload)| parse_route(payload))
             .collect())
     }
@@ -588,92 +475,107 @@ impl Rtnl for KernelRtnl {
         } else {
             RT_SCOPE_LINK
         };
-        let request = route_message(
-            RTM_NEWROUTE,
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-            route,
-            scope,
-            route.protocol,
-        );
+        let request = route_message(route, scope, route.protocol);
         let operation = format!("add route {}", route_text(route));
-        self.change(request, &operation, &[libc::EEXIST])
+        self.change(
+            Rtm::Newroute,
+            NlmF::CREATE | NlmF::EXCL,
+            request,
+            &operation,
+            &[libc::EEXIST],
+        )
     }
 
     fn remove_route(&mut self, route: &Route) -> Result<(), RtnlError> {
         // RT_SCOPE_NOWHERE and protocol 0 match a route of any scope and origin.
-        let request = route_message(RTM_DELROUTE, NLM_F_ACK, route, RT_SCOPE_NOWHERE, 0);
+        let request = route_message(route, RT_SCOPE_NOWHERE, 0);
         let operation = format!("remove route {}", route_text(route));
-        self.change(request, &operation, &[libc::ESRCH, libc::ENOENT])
+        self.change(
+            Rtm::Delroute,
+            NlmF::empty(),
+            request,
+            &operation,
+            &[libc::ESRCH, libc::ENOENT],
+        )
     }
 
     fn neighbours(&mut self) -> Result<Vec<Neighbour>, RtnlError> {
-        let request = Message::new(RTM_GETNEIGH, NLM_F_DUMP, &[0u8; 12]);
-        let replies = self.dump(request, "list neighbours")?;
+        let request = Message::new(&[0u8; 12]);
+        let replies = self.dump(Rtm::Getneigh, request, "list neighbours")?;
         Ok(replies
             .iter()
-            .filter(|(kind, _)| *kind == RTM_NEWNEIGH)
+            .filter(|(kind, _)| *kind == Rtm::Newneigh)
             .filter_map(|(_, payload)| parse_neighbour(payload))
             .collect())
     }
 }
 
-/// Link changes as the kernel announces them (RTMGRP_LINK), on a non-blocking socket that an
-/// event loop can wait on.
+/// Link changes as the kernel announces them (RTNLGRP_LINK). neli's router reads the socket
+/// on a thread of its own; a second thread turns its messages into events.
 pub struct LinkMonitor {
-    fd: OwnedFd,
-    buffer: Vec<u8>,
+    // Kept: dropping the router closes the socket.
+    _router: NlRouter,
+    events: Receiver<LinkEvent>,
 }
 
 impl LinkMonitor {
     pub fn open() -> Result<LinkMonitor, RtnlError> {
-        let fd = open_socket(RTMGRP_LINK, true).map_err(|e| {
-            RtnlError::new("subscribe to link events", e.raw_os_error(), e.to_string())
-        })?;
-        Ok(LinkMonitor {
-            fd,
-            buffer: vec![0u8; 64 * 1024],
-        })
-    }
-
-    /// What is pending; empty when nothing is. Never blocks.
-    pub fn read_events(&mut self) -> Result<Vec<LinkEvent>, RtnlError> {
-        let mut events = Vec::new();
-        loop {
-            let n = match receive(self.fd.as_raw_fd(), &mut self.buffer, libc::MSG_DONTWAIT) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(events),
-                // The kernel dropped events for us (ENOBUFS): report what arrived; the caller
-                // re-reads the state anyway.
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
-                Err(e) => {
-                    return Err(RtnlError::new(
-                        "read link events",
-                        e.raw_os_error(),
-                        e.to_string(),
-                    ))
-                }
-            };
-            for message in messages(&self.buffer[..n]) {
-                if message.kind != RTM_NEWLINK && message.kind != RTM_DELLINK {
-                    continue;
-                }
-                if let Some(link) = parse_link(message.payload) {
-                    events.push(LinkEvent {
+        let (router, mut multicast) =
+            NlRouter::connect(NlFamily::Route, None, Groups::new_groups(&[RTNLGRP_LINK]))
+                .map_err(|e| router_error("subscribe to link events", e))?;
+        let (sender, events) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("link-events".into())
+            .spawn(move || {
+                // The handle is typed for generic netlink; these are route messages.
+                while let Some(message) = multicast.next_typed::<u16, Buffer>() {
+                    let Ok(message) = message else { continue };
+                    let kind: u16 = *message.nl_type();
+                    if kind != libc::RTM_NEWLINK && kind != libc::RTM_DELLINK {
+                        continue;
+                    }
+                    let NlPayload::Payload(body) = message.nl_payload() else {
+                        continue;
+                    };
+                    let Some(link) = parse_link(body.as_ref()) else {
+                        continue;
+                    };
+                    let event = LinkEvent {
                         index: link.index,
                         name: link.name,
                         up: link.up,
                         carrier: link.carrier,
-                        removed: message.kind == RTM_DELLINK,
-                    });
+                        removed: kind == libc::RTM_DELLINK,
+                    };
+                    if sender.send(event).is_err() {
+                        return;
+                    }
                 }
-            }
-        }
+            })
+            .map_err(|e| {
+                RtnlError::new(
+                    "start the link event reader",
+                    e.raw_os_error(),
+                    e.to_string(),
+                )
+            })?;
+        Ok(LinkMonitor {
+            _router: router,
+            events,
+        })
     }
-}
 
-impl AsRawFd for LinkMonitor {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+    /// The next link change, waiting at most `timeout`; `Ok(None)` when none came.
+    pub fn next(&self, timeout: Duration) -> Result<Option<LinkEvent>, RtnlError> {
+        match self.events.recv_timeout(timeout) {
+            Ok(event) => Ok(Some(event)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(RtnlError::new(
+                "read link events",
+                None,
+                "the event reader stopped",
+            )),
+        }
     }
 }
 
@@ -683,16 +585,14 @@ mod tests {
 
     #[test]
     fn messages_are_laid_out_as_the_kernel_reads_them() {
-        let bytes = Message::new(RTM_NEWLINK, NLM_F_ACK, &ifinfomsg(0, 7, IFF_UP, IFF_UP))
+        let bytes = Message::new(&ifinfomsg(0, 7, IFF_UP, IFF_UP))
             .attribute(IFLA_MTU, &9000u32.to_ne_bytes())
             .attribute(IFLA_IFNAME, b"eth0\0")
-            .finish(42);
-        assert_eq!(bytes.len(), 16 + 16 + 8 + 12);
-        assert_eq!(u32_at(&bytes, 0), Some(52));
-        assert_eq!(u16_at(&bytes, 4), Some(RTM_NEWLINK));
-        assert_eq!(u16_at(&bytes, 6), Some(NLM_F_REQUEST | NLM_F_ACK));
-        assert_eq!(u32_at(&bytes, 8), Some(42));
-        let link = parse_link(&bytes[16..]).unwrap();
+            .bytes;
+        assert_eq!(bytes.len(), 16 + 8 + 12);
+        assert_eq!(u16_at(&bytes, 16), Some(8));
+        assert_eq!(u16_at(&bytes, 18), Some(IFLA_MTU));
+        let link = parse_link(&bytes).unwrap();
         assert_eq!(link.index, 7);
         assert_eq!(link.mtu, 9000);
         assert_eq!(link.name, "eth0");
@@ -702,10 +602,6 @@ mod tests {
 
     #[test]
     fn truncated_or_hostile_input_is_skipped_not_trusted() {
-        assert!(messages(&[0u8; 10]).is_empty());
-        let mut bogus = vec![0u8; 32];
-        bogus[0..4].copy_from_slice(&1000u32.to_ne_bytes());
-        assert!(messages(&bogus).is_empty());
         // An attribute claiming more than there is, and a zero-length name.
         let mut payload = ifinfomsg(0, 1, 0, 0).to_vec();
         payload.extend_from_slice(&4u16.to_ne_bytes());
@@ -720,7 +616,6 @@ mod tests {
         assert!(parse_neighbour(&[10; 3]).is_none());
         for len in 0..64 {
             let junk: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
-            let _ = messages(&junk);
             let _ = attributes(&junk, 4);
             let _ = parse_link(&junk);
             let _ = parse_address(&junk);
@@ -731,9 +626,8 @@ mod tests {
     #[test]
     fn routes_of_other_tables_are_left_out() {
         let mut payload = rtmsg(libc::AF_INET as u8, 24, 2, 0).to_vec();
-        let mut attrs = Message::new(0, 0, &[]);
-        attrs = attrs.attribute(RTA_DST, &[192, 0, 2, 0]);
-        payload.extend_from_slice(&attrs.bytes[HEADER..]);
+        let attrs = Message::new(&[]).attribute(RTA_DST, &[192, 0, 2, 0]);
+        payload.extend_from_slice(&attrs.bytes);
         let route = parse_route(&payload).unwrap();
         assert_eq!(route.destination, "192.0.2.0".parse::<IpAddr>().unwrap());
         assert_eq!(route.prefix_len, 24);
