@@ -68,7 +68,7 @@ fn flag(on: bool) -> String {
 /// What `config` asks of the network.
 pub fn wanted(config: &Config) -> Wanted {
     let network = &config.network;
-    let links = network
+    let mut links: Vec<WantedLink> = network
         .interfaces
         .iter()
         .map(|interface| WantedLink {
@@ -81,6 +81,14 @@ pub fn wanted(config: &Config) -> Wanted {
                 .collect(),
         })
         .collect();
+    // Loopback is always up: local services and checks use it.
+    if !links.iter().any(|l| l.name == "lo") {
+        links.push(WantedLink {
+            name: "lo".into(),
+            mtu: None,
+            addresses: Vec::new(),
+        });
+    }
     let routes = network
         .routes
         .iter()

@@ -90,6 +90,7 @@ fn a_fresh_box_gets_everything_and_a_second_apply_changes_nothing() {
             "up eth0",
             "mtu eth0 9000",
             "up eth1",
+            "up lo",
             "add 192.0.2.2/24 eth0",
             "add 2001:db8::2/64 eth0",
             "add 198.51.100.2/24 eth1",
