@@ -11,7 +11,8 @@ use vm::{test_dir, Boot, Vm};
 
 const BOOT: Duration = Duration::from_secs(90);
 const SHORT: Duration = Duration::from_secs(20);
-const READY: &str = "INFO  daemon: ready";
+/// The daemon is up and the network applied: the console is quiet from here on.
+const READY: &str = "INFO  daemon: network: configured";
 
 const GOOD: &str = r#"
 [node]

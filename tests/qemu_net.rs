@@ -72,6 +72,7 @@ fn the_box_configures_its_network_and_is_reachable() {
     vm.wait_for(READY, BOOT);
     vm.wait_for("network: eth0: add 192.0.2.2/24", BOOT);
     vm.wait_for("interface eth2 does not exist", BOOT);
+    vm.wait_for("network: configured", BOOT);
 
     // The kernel's view inside the box, read with busybox as the reference.
     let eth0 = vm.sh("ip addr show dev eth0", SHORT);

@@ -245,31 +245,42 @@ async fn keep_network(
 fn watch_links(monitor: LinkMonitor, reapply: Arc<Notify>) {
     let spawned = std::thread::Builder::new()
         .name("links".into())
-        .spawn(move || loop {
-            match monitor.next(Duration::from_secs(3600)) {
-                Ok(None) => {}
-                Ok(Some(event)) => {
-                    if event.removed {
-                        warn!("network: {} is gone", event.name);
-                        continue;
-                    }
-                    info!(
-                        "network: {} is {}, {}",
-                        event.name,
-                        if event.up { "up" } else { "down" },
-                        if event.carrier {
-                            "carrier"
-                        } else {
-                            "no carrier"
+        .spawn(move || {
+            // The kernel announces a link for many reasons; only changes of state matter.
+            let mut known: std::collections::HashMap<u32, (bool, bool)> = Default::default();
+            loop {
+                match monitor.next(Duration::from_secs(3600)) {
+                    Ok(None) => {}
+                    Ok(Some(event)) => {
+                        if event.removed {
+                            known.remove(&event.index);
+                            warn!("network: {} is gone", event.name);
+                            continue;
                         }
-                    );
-                    if event.up && event.carrier {
-                        reapply.notify_one();
+                        let state = (event.up, event.carrier);
+                        if known.insert(event.index, state) == Some(state) {
+                            continue;
+                        }
+                        if event.name != "lo" {
+                            info!(
+                                "network: {} is {}, {}",
+                                event.name,
+                                if event.up { "up" } else { "down" },
+                                if event.carrier {
+                                    "carrier"
+                                } else {
+                                    "no carrier"
+                                }
+                            );
+                        }
+                        if event.up && event.carrier {
+                            reapply.notify_one();
+                        }
                     }
-                }
-                Err(e) => {
-                    error!("network: link events stopped: {e}");
-                    return;
+                    Err(e) => {
+                        error!("network: link events stopped: {e}");
+                        return;
+                    }
                 }
             }
         });

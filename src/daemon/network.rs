@@ -21,6 +21,8 @@ pub struct Network {
     managed: Managed,
     /// The problems reported by the last apply, so that a re-apply does not repeat them.
     problems: Vec<String>,
+    /// Whether the first apply (which ends with a summary line) has been done.
+    configured: bool,
 }
 
 impl Network {
@@ -35,6 +37,7 @@ impl Network {
             managed_path: managed_path.to_path_buf(),
             managed: Managed::load(managed_path),
             problems: Vec::new(),
+            configured: false,
         }
     }
 
@@ -75,8 +78,14 @@ impl Network {
             }
         }
         self.problems.clone_from(&report.problems);
-        if report.done.is_empty() && report.is_clean() {
-            info!("network: matches the configuration");
+        if !self.configured {
+            self.configured = true;
+            info!(
+                "network: configured ({} change(s), {} refused, {} not applicable)",
+                report.done.len(),
+                report.failed.len(),
+                report.problems.len()
+            );
         }
         report
     }

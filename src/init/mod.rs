@@ -214,11 +214,16 @@ fn set_hostname() {
 }
 
 fn load_modules() {
+    load_module_list(MODULE_LIST);
+}
+
+/// Loads the modules a list file names, with their dependencies, and reports.
+fn load_module_list(list_path: &str) {
     let start = Instant::now();
-    let list = match std::fs::read_to_string(MODULE_LIST) {
+    let list = match std::fs::read_to_string(list_path) {
         Ok(text) => modules::parse_list(&text),
         Err(e) => {
-            warn!("{MODULE_LIST}: {e}; no modules loaded");
+            warn!("{list_path}: {e}; no modules loaded");
             return;
         }
     };
@@ -241,7 +246,7 @@ fn load_modules() {
         info!("optional module {skipped}");
     }
     info!(
-        "modules: {} loaded, {} already there, {} built in, {} problems ({} ms)",
+        "modules ({list_path}): {} loaded, {} already there, {} built in, {} problems ({} ms)",
         report.loaded.len(),
         report.already.len(),
         report.builtin.len(),

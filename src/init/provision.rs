@@ -11,6 +11,7 @@ use crate::sys::{block, mount};
 
 pub const LABEL: &str = "DIRCONFIG";
 pub const MOUNT_POINT: &str = "/run/dirconfig";
+const DIRCONFIG_MODULES: &str = "/etc/director/modules-dirconfig";
 
 /// Looks for the DIRCONFIG filesystem on every block device but the data disk and mounts the
 /// first one found. Nothing found is the normal case and says nothing.
@@ -28,6 +29,8 @@ pub fn mount_if_present(data_device: Option<&Path>) {
         .filter(|device| Some(device.as_path()) != data_device)
         .find(|device| matches!(block::probe_fat_label(device), Ok(Some(label)) if label == LABEL));
     let Some(device) = found else { return };
+    // FAT is needed only here: its modules stay out of every ordinary boot.
+    super::load_module_list(DIRCONFIG_MODULES);
     let flags = MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     match mount::mount(
         &device.to_string_lossy(),
