@@ -279,6 +279,43 @@ pub enum Scheduler {
     Twos,
 }
 
+impl Scheduler {
+    /// Every scheduler by its kernel name.
+    pub const ALL: [(&'static str, Scheduler); 14] = [
+        ("rr", Scheduler::Rr),
+        ("wrr", Scheduler::Wrr),
+        ("lc", Scheduler::Lc),
+        ("wlc", Scheduler::Wlc),
+        ("lblc", Scheduler::Lblc),
+        ("lblcr", Scheduler::Lblcr),
+        ("dh", Scheduler::Dh),
+        ("sh", Scheduler::Sh),
+        ("sed", Scheduler::Sed),
+        ("nq", Scheduler::Nq),
+        ("mh", Scheduler::Mh),
+        ("fo", Scheduler::Fo),
+        ("ovf", Scheduler::Ovf),
+        ("twos", Scheduler::Twos),
+    ];
+
+    /// The scheduler the kernel calls `name` (case-insensitive, as the old tools read it).
+    pub fn from_name(name: &str) -> Option<Scheduler> {
+        Scheduler::ALL
+            .iter()
+            .find(|(known, _)| known.eq_ignore_ascii_case(name))
+            .map(|(_, scheduler)| *scheduler)
+    }
+
+    /// The kernel names, for messages: "rr, wrr, ...".
+    pub fn names() -> String {
+        Scheduler::ALL
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// How packets reach the real servers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

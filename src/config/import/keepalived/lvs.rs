@@ -383,32 +383,16 @@ fn real_server(
 }
 
 fn scheduler(stmt: &Stmt, text: &str, report: &mut Report) -> Option<Scheduler> {
-    let s = match text.to_ascii_lowercase().as_str() {
-        "rr" => Scheduler::Rr,
-        "wrr" => Scheduler::Wrr,
-        "lc" => Scheduler::Lc,
-        "wlc" => Scheduler::Wlc,
-        "lblc" => Scheduler::Lblc,
-        "lblcr" => Scheduler::Lblcr,
-        "dh" => Scheduler::Dh,
-        "sh" => Scheduler::Sh,
-        "sed" => Scheduler::Sed,
-        "nq" => Scheduler::Nq,
-        "mh" => Scheduler::Mh,
-        "fo" => Scheduler::Fo,
-        "ovf" => Scheduler::Ovf,
-        "twos" => Scheduler::Twos,
-        _ => {
-            report.error(
-                stmt.line,
-                format!(
-                    "`{}`: '{text}' is not an IPVS scheduler (rr, wrr, lc, wlc, lblc, lblcr, \
-                     dh, sh, sed, nq, mh, fo, ovf, twos)",
-                    stmt.keyword()
-                ),
-            );
-            return None;
-        }
+    let Some(s) = Scheduler::from_name(text) else {
+        report.error(
+            stmt.line,
+            format!(
+                "`{}`: '{text}' is not an IPVS scheduler ({})",
+                stmt.keyword(),
+                Scheduler::names()
+            ),
+        );
+        return None;
     };
     Some(s)
 }

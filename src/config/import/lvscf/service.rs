@@ -287,29 +287,17 @@ fn port(c: &Stmt, report: &mut Report) -> Option<u16> {
 
 fn scheduler(c: &Stmt, report: &mut Report) -> Option<Scheduler> {
     let text = report.value(c)?;
-    let scheduler = match text {
-        "rr" => Scheduler::Rr,
-        "wrr" => Scheduler::Wrr,
-        "lc" => Scheduler::Lc,
-        "wlc" => Scheduler::Wlc,
-        "lblc" => Scheduler::Lblc,
-        "lblcr" => Scheduler::Lblcr,
-        "dh" => Scheduler::Dh,
-        "sh" => Scheduler::Sh,
-        "sed" => Scheduler::Sed,
-        "nq" => Scheduler::Nq,
-        _ => {
-            report.error(
-                c.line,
-                format!(
-                    "`scheduler`: '{text}' is not one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, \
-                     sed, nq"
-                ),
-            );
-            return None;
-        }
-    };
-    Some(scheduler)
+    let scheduler = Scheduler::from_name(text);
+    if scheduler.is_none() {
+        report.error(
+            c.line,
+            format!(
+                "`scheduler`: '{text}' is not an IPVS scheduler ({})",
+                Scheduler::names()
+            ),
+        );
+    }
+    scheduler
 }
 
 /// `persistent` seconds, grouped by `pmask`. Piranha treats 255.255.255.255 as no mask, and a

@@ -463,7 +463,7 @@ fn every_syntax_error_is_reported_with_its_line() {
         ("port =", "needs a value"),
         ("weight 3", "needs `=`"),
         ("send = ", "not closed"),
-        ("scheduler = fastest", "not one of rr"),
+        ("scheduler = fastest", "not an IPVS scheduler"),
         ("virtual OPEN", "never closed"),
     ]
     .iter()

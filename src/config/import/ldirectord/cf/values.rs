@@ -59,23 +59,7 @@ pub(super) fn parse_checktype(value: &str) -> Result<CheckType, String> {
 }
 
 pub(super) fn parse_scheduler(value: &str) -> Option<Scheduler> {
-    Some(match value {
-        "rr" => Scheduler::Rr,
-        "wrr" => Scheduler::Wrr,
-        "lc" => Scheduler::Lc,
-        "wlc" => Scheduler::Wlc,
-        "lblc" => Scheduler::Lblc,
-        "lblcr" => Scheduler::Lblcr,
-        "dh" => Scheduler::Dh,
-        "sh" => Scheduler::Sh,
-        "sed" => Scheduler::Sed,
-        "nq" => Scheduler::Nq,
-        "mh" => Scheduler::Mh,
-        "fo" => Scheduler::Fo,
-        "ovf" => Scheduler::Ovf,
-        "twos" => Scheduler::Twos,
-        _ => return None,
-    })
+    Scheduler::from_name(value)
 }
 
 pub(super) fn parse_port(text: &str) -> Result<u16, String> {
