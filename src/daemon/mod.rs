@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use log::{error, info, warn, LevelFilter};
+use log::{debug, error, info, warn, LevelFilter};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
@@ -220,6 +220,7 @@ async fn keep_network(
     network: Arc<Mutex<Network>>,
     reapply: Arc<Notify>,
 ) {
+    wait_for_modules().await;
     loop {
         let config = changes.borrow_and_update().clone();
         let network = network.clone();
@@ -238,6 +239,26 @@ async fn keep_network(
             _ = reapply.notified() => {}
         }
     }
+}
+
+/// PID 1 loads IPVS and the watchdogs after starting the daemon; the net.ipv4.vs settings and
+/// the IPVS table wait until they are in (at most `MODULES_WAIT`, then they go on and report
+/// what is missing).
+async fn wait_for_modules() {
+    const MODULES_WAIT: Duration = Duration::from_secs(30);
+    let marker = std::path::Path::new(crate::init::MODULES_LOADING);
+    let start = std::time::Instant::now();
+    while marker.exists() {
+        if start.elapsed() >= MODULES_WAIT {
+            warn!(
+                "PID 1 is still loading kernel modules after {} s; going on without them",
+                MODULES_WAIT.as_secs()
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    debug!("kernel modules in after {} ms", start.elapsed().as_millis());
 }
 
 /// Reports carrier and link changes, and asks for a new apply when a link comes up. The

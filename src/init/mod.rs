@@ -29,6 +29,10 @@ use cmdline::BootOptions;
 use supervisor::{Policy, Service, Supervisor};
 
 const MODULE_LIST: &str = "/etc/director/modules";
+const LATE_MODULE_LIST: &str = "/etc/director/modules-late";
+/// Exists while PID 1 loads the late modules; the daemon waits for it to go before it touches
+/// IPVS.
+pub const MODULES_LOADING: &str = "/run/director/modules-loading";
 const HOSTNAME_FILE: &str = "/etc/hostname";
 const SHELL: &str = "/bin/sh";
 const PATH: &str = "/sbin:/usr/sbin:/bin:/usr/bin";
@@ -102,12 +106,17 @@ pub fn run() -> ExitCode {
     provision::mount_if_present(options.data_device.as_deref());
 
     let mut services = Services::new(&options);
+    let mut late_modules = Some(LATE_MODULE_LIST);
+    mark_modules_loading();
     info!(
         "init ready in {:.3} s",
         (clock::since_boot().saturating_sub(started)).as_secs_f64()
     );
     loop {
         services.start_due();
+        if let Some(list) = late_modules.take() {
+            load_late_modules(list);
+        }
         let Some(reader) = signals.as_mut() else {
             // Without a signalfd, PID 1 still reaps and restarts, just by polling.
             std::thread::sleep(Duration::from_millis(200));
@@ -215,6 +224,62 @@ fn set_hostname() {
 
 fn load_modules() {
     load_module_list(MODULE_LIST);
+}
+
+/// Says that modules are still loading, before the daemon can look.
+fn mark_modules_loading() {
+    let marker = Path::new(MODULES_LOADING);
+    let made = marker
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(marker, b""));
+    if let Err(e) = made {
+        warn!("{MODULES_LOADING}: {e}; the daemon will not wait for the late modules");
+    }
+}
+
+/// Loads the modules the daemon's start does not need on a thread of PID 1 at idle priority
+/// (SCHED_IDLE: it runs when nothing else wants the CPU), then removes the marker. Signals
+/// stay blocked on the thread (the mask is inherited), so the signalfd still gets them all.
+fn load_late_modules(list: &'static str) {
+    let spawned = std::thread::Builder::new()
+        .name("modules".into())
+        .spawn(move || {
+            // SAFETY: an all-zero sched_param is valid (priority 0, which SCHED_IDLE needs).
+            let idle: libc::sched_param = unsafe { std::mem::zeroed() };
+            // The system call itself: musl's wrapper refuses (ENOSYS) because the kernel's
+            // call works per thread, which is what is wanted here (0 = the calling thread).
+            // SAFETY: the parameter outlives the call, which only reads it.
+            let set = unsafe {
+                libc::syscall(
+                    libc::SYS_sched_setscheduler,
+                    0,
+                    libc::SCHED_IDLE,
+                    &idle as *const libc::sched_param,
+                )
+            };
+            if set != 0 {
+                debug!(
+                    "late modules at normal priority: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            load_module_list(list);
+            clear_modules_loading();
+        });
+    if let Err(e) = spawned {
+        warn!("cannot start a thread for the late modules ({e}); loading them now");
+        load_module_list(list);
+        clear_modules_loading();
+    }
+}
+
+fn clear_modules_loading() {
+    match std::fs::remove_file(MODULES_LOADING) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => error!("{MODULES_LOADING}: {e}; the daemon waits for it in vain"),
+    }
 }
 
 /// Loads the modules a list file names, with their dependencies, and reports.

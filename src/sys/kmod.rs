@@ -46,8 +46,16 @@ impl ModuleLoader for KernelModules {
         };
         let file = File::open(path).map_err(|e| fail(e.to_string()))?;
         let params = CString::new(params).map_err(|_| fail("parameters contain NUL".into()))?;
+        let start = std::time::Instant::now();
         match finit_module(&file, &params, ModuleInitFlags::empty()) {
-            Ok(()) => Ok(Loaded::Now),
+            Ok(()) => {
+                log::debug!(
+                    "loaded {} in {} ms",
+                    path.display(),
+                    start.elapsed().as_millis()
+                );
+                Ok(Loaded::Now)
+            }
             Err(Errno::EEXIST) => Ok(Loaded::Already),
             Err(errno) => Err(fail(errno.to_string())),
         }
