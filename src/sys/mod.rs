@@ -5,6 +5,7 @@
 pub mod announce;
 pub mod block;
 pub mod clock;
+pub mod ipvs;
 pub mod kmod;
 pub mod mount;
 pub mod power;
