@@ -263,7 +263,7 @@ async fn wait_for_modules() {
 
 /// Reports carrier and link changes, and asks for a new apply when a link comes up. The
 /// monitor blocks, so it runs on a thread of its own.
-fn watch_links(monitor: LinkMonitor, reapply: Arc<Notify>) {
+fn watch_links(mut monitor: LinkMonitor, reapply: Arc<Notify>) {
     let spawned = std::thread::Builder::new()
         .name("links".into())
         .spawn(move || {

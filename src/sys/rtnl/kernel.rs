@@ -4,20 +4,26 @@
 //! family headers and attributes are built and read here from raw bytes (the layouts of
 //! rtnetlink.h, if_link.h, if_addr.h, neighbour.h), with every length checked: neli's typed
 //! attribute readers panic on some inputs (a zero-length string), these never do.
+//!
+//! `LinkMonitor` is a plain non-blocking netlink socket in RTNLGRP_LINK (no neli thread), so
+//! that tokio's `AsyncFd` can wait on it; its datagrams are split and read here too.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::time::{Duration, Instant};
 
 use neli::consts::nl::NlmF;
 use neli::consts::rtnl::Rtm;
-use neli::consts::socket::NlFamily;
+use neli::consts::socket::{Msg, NlFamily};
 use neli::err::RouterError;
 use neli::nl::NlPayload;
 use neli::router::synchronous::NlRouter;
+use neli::socket::NlSocket;
 use neli::types::Buffer;
 use neli::utils::Groups;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::{Address, Link, LinkEvent, Neighbour, Route, Rtnl, RtnlError};
 
@@ -147,23 +153,47 @@ fn octets(addr: IpAddr) -> Vec<u8> {
     }
 }
 
+/// strerror: "Invalid argument" (io::Error's text would add "(os error 22)").
 fn errno_text(errno: i32) -> String {
-    io::Error::from_raw_os_error(errno).to_string()
+    nix::errno::Errno::from_raw(errno).desc().to_string()
 }
 
-/// A neli router error as ours: the kernel's errno when it refused.
-fn router_error<T, P>(operation: &str, e: RouterError<T, P>) -> RtnlError
-where
-    RouterError<T, P>: std::fmt::Display,
-{
-    match e {
-        RouterError::Nlmsgerr(err) => {
-            let errno = -*err.error();
-            RtnlError::new(operation, Some(errno), errno_text(errno))
+/// A refusal before the text of what was refused is known: naming the interface costs a dump
+/// of the links, so that is only paid when something failed.
+struct Refusal {
+    errno: Option<i32>,
+    message: String,
+}
+
+impl Refusal {
+    /// A neli router error: the kernel's errno when it refused (the error message carries it
+    /// negated).
+    fn of<T, P>(e: RouterError<T, P>) -> Refusal
+    where
+        RouterError<T, P>: std::fmt::Display,
+    {
+        match e {
+            RouterError::Nlmsgerr(err) => {
+                let errno = err.error().saturating_neg();
+                Refusal {
+                    errno: Some(errno),
+                    message: errno_text(errno),
+                }
+            }
+            other => Refusal {
+                errno: None,
+                message: other.to_string(),
+            },
         }
-        other => RtnlError::new(operation, None, other.to_string()),
+    }
+
+    fn about(self, operation: impl Into<String>) -> RtnlError {
+        RtnlError::new(operation, self.errno, self.message)
     }
 }
+
+/// The protocol of the routes the director adds when the `Route` names none.
+const RTPROT_STATIC: u8 = 4;
 
 /// rtnetlink through a neli router of its own.
 pub struct KernelRtnl {
@@ -173,7 +203,7 @@ pub struct KernelRtnl {
 impl KernelRtnl {
     pub fn open() -> Result<KernelRtnl, RtnlError> {
         let (router, _) = NlRouter::connect(NlFamily::Route, None, Groups::empty())
-            .map_err(|e| router_error("open a rtnetlink socket", e))?;
+            .map_err(|e| Refusal::of(e).about("open a rtnetlink socket"))?;
         Ok(KernelRtnl { router })
     }
 
@@ -183,18 +213,20 @@ impl KernelRtnl {
         kind: Rtm,
         flags: NlmF,
         message: Message,
-        operation: &str,
         fine: &[i32],
-    ) -> Result<(), RtnlError> {
+    ) -> Result<(), Refusal> {
+        // Without ACK the kernel answers a success with nothing, and neli would wait forever.
         let replies = self
             .router
             .send::<Rtm, Buffer, Rtm, Buffer>(kind, flags | NlmF::ACK, message.payload())
-            .map_err(|e| router_error(operation, e))?;
+            .map_err(Refusal::of)?;
         for reply in replies {
             match reply {
                 Ok(_) => {}
-                Err(RouterError::Nlmsgerr(err)) if fine.contains(&-*err.error()) => return Ok(()),
-                Err(e) => return Err(router_error(operation, e)),
+                Err(RouterError::Nlmsgerr(err)) if fine.contains(&err.error().saturating_neg()) => {
+                    return Ok(())
+                }
+                Err(e) => return Err(Refusal::of(e)),
             }
         }
         Ok(())
@@ -210,10 +242,11 @@ impl KernelRtnl {
         let replies = self
             .router
             .send::<Rtm, Buffer, Rtm, Buffer>(kind, NlmF::DUMP, message.payload())
-            .map_err(|e| router_error(operation, e))?;
+            .map_err(|e| Refusal::of(e).about(operation))?;
         let mut out = Vec::new();
         let mut failed = None;
-        // Every answer is read even after a failure: nothing is left pending on the socket.
+        // Every answer is read even after a failure: a dump left half read would hand its
+        // remaining messages to the next request.
         for reply in replies {
             match reply {
                 Ok(answer) => {
@@ -222,7 +255,7 @@ impl KernelRtnl {
                     }
                 }
                 Err(e) => {
-                    failed.get_or_insert_with(|| router_error(operation, e));
+                    failed.get_or_insert_with(|| Refusal::of(e).about(operation));
                 }
             }
         }
@@ -232,15 +265,13 @@ impl KernelRtnl {
         }
     }
 
-    fn index_text(&mut self, index: u32) -> String {
-        match self.links() {
-            Ok(links) => links
-                .into_iter()
-                .find(|l| l.index == index)
-                .map(|l| l.name)
-                .unwrap_or_else(|| format!("interface #{index}")),
-            Err(_) => format!("interface #{index}"),
-        }
+    /// The interface's name for an error message ("interface #7" when it has none).
+    fn name_of(&mut self, index: u32) -> String {
+        self.links()
+            .ok()
+            .and_then(|links| links.into_iter().find(|l| l.index == index))
+            .map(|l| l.name)
+            .unwrap_or_else(|| format!("interface #{index}"))
     }
 }
 
@@ -360,7 +391,8 @@ fn route_message(route: &Route, scope: u8, protocol: u8) -> Message {
     message
 }
 
-fn route_text(route: &Route) -> String {
+/// "default via 192.0.2.1 dev eth0", "198.51.100.0/24 dev eth1".
+fn route_text(route: &Route, rtnl: &mut KernelRtnl) -> String {
     let mut text = if route.prefix_len == 0 {
         "default".to_string()
     } else {
@@ -368,6 +400,9 @@ fn route_text(route: &Route) -> String {
     };
     if let Some(gateway) = route.gateway {
         text.push_str(&format!(" via {gateway}"));
+    }
+    if let Some(index) = route.device {
+        text.push_str(&format!(" dev {}", rtnl.name_of(index)));
     }
     text
 }
@@ -397,66 +432,92 @@ impl Rtnl for KernelRtnl {
     }
 
     fn set_up(&mut self, index: u32, up: bool) -> Result<(), RtnlError> {
-        let name = self.index_text(index);
         let flags = if up { IFF_UP } else { 0 };
         let request = Message::new(&ifinfomsg(libc::AF_UNSPEC as u8, index, flags, IFF_UP));
-        let operation = format!("set {name} {}", if up { "up" } else { "down" });
-        self.change(Rtm::Newlink, NlmF::empty(), request, &operation, &[])
+        self.change(Rtm::Newlink, NlmF::empty(), request, &[])
+            .map_err(|r| {
+                let state = if up { "up" } else { "down" };
+                r.about(format!("set {} {state}", self.name_of(index)))
+            })
     }
 
     fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<(), RtnlError> {
-        let name = self.index_text(index);
         let request = Message::new(&ifinfomsg(libc::AF_UNSPEC as u8, index, 0, 0))
             .attribute(IFLA_MTU, &mtu.to_ne_bytes());
-        let operation = format!("set the MTU of {name} to {mtu}");
-        self.change(Rtm::Newlink, NlmF::empty(), request, &operation, &[])
+        self.change(Rtm::Newlink, NlmF::empty(), request, &[])
+            .map_err(|r| r.about(format!("set the MTU of {} to {mtu}", self.name_of(index))))
     }
 
     fn addresses(&mut self) -> Result<Vec<Address>, RtnlError> {
         let request = Message::new(&[libc::AF_UNSPEC as u8, 0, 0, 0, 0, 0, 0, 0]);
         let replies = self.dump(Rtm::Getaddr, request, "list addresses")?;
-        Ok(replies
+        let mut addresses: Vec<Address> = replies
             .iter()
             .filter(|(kind, _)| *kind == Rtm::Newaddr)
             .filter_map(|(_, payload)| parse_address(payload))
-            .collect())
+            .collect();
+        // The kernel labels every IPv4 address, with the link's name when nothing else was
+        // asked for; `Address::label` is only the label that differs.
+        if addresses.iter().any(|a| a.label.is_some()) {
+            let links = self.links()?;
+            for address in &mut addresses {
+                let own_name = links
+                    .iter()
+                    .any(|l| l.index == address.index && Some(&l.name) == address.label.as_ref());
+                if own_name {
+                    address.label = None;
+                }
+            }
+        }
+        Ok(addresses)
     }
 
     fn add_address(&mut self, address: &Address) -> Result<(), RtnlError> {
-        let name = self.index_text(address.index);
         let bytes = octets(address.addr);
         let mut request = Message::new(&ifaddrmsg(address))
             .attribute(IFA_LOCAL, &bytes)
             .attribute(IFA_ADDRESS, &bytes);
+        // Labels are an IPv4 notion; the kernel ignores IFA_LABEL for IPv6.
         if let (Some(label), true) = (&address.label, address.addr.is_ipv4()) {
             let mut label = label.as_bytes().to_vec();
             label.push(0);
             request = request.attribute(IFA_LABEL, &label);
         }
-        let operation = format!("add {}/{} to {name}", address.addr, address.prefix_len);
         self.change(
             Rtm::Newaddr,
             NlmF::CREATE | NlmF::EXCL,
             request,
-            &operation,
             &[libc::EEXIST],
         )
+        .map_err(|r| {
+            r.about(format!(
+                "add {}/{} to {}",
+                address.addr,
+                address.prefix_len,
+                self.name_of(address.index)
+            ))
+        })
     }
 
     fn remove_address(&mut self, address: &Address) -> Result<(), RtnlError> {
-        let name = self.index_text(address.index);
         let bytes = octets(address.addr);
         let request = Message::new(&ifaddrmsg(address))
             .attribute(IFA_LOCAL, &bytes)
             .attribute(IFA_ADDRESS, &bytes);
-        let operation = format!("remove {}/{} from {name}", address.addr, address.prefix_len);
         self.change(
             Rtm::Deladdr,
             NlmF::empty(),
             request,
-            &operation,
             &[libc::EADDRNOTAVAIL, libc::ENOENT, libc::ESRCH],
         )
+        .map_err(|r| {
+            r.about(format!(
+                "remove {}/{} from {}",
+                address.addr,
+                address.prefix_len,
+                self.name_of(address.index)
+            ))
+        })
     }
 
     fn routes(&mut self) -> Result<Vec<Route>, RtnlError> {
@@ -470,33 +531,44 @@ impl Rtnl for KernelRtnl {
     }
 
     fn add_route(&mut self, route: &Route) -> Result<(), RtnlError> {
+        // A route through a gateway reaches beyond the link; one without is on the link.
         let scope = if route.gateway.is_some() {
             RT_SCOPE_UNIVERSE
         } else {
             RT_SCOPE_LINK
         };
-        let request = route_message(route, scope, route.protocol);
-        let operation = format!("add route {}", route_text(route));
+        let protocol = if route.protocol == 0 {
+            RTPROT_STATIC
+        } else {
+            route.protocol
+        };
+        let request = route_message(route, scope, protocol);
         self.change(
             Rtm::Newroute,
             NlmF::CREATE | NlmF::EXCL,
             request,
-            &operation,
             &[libc::EEXIST],
         )
+        .map_err(|r| {
+            let text = route_text(route, self);
+            r.about(format!("add route {text}"))
+        })
     }
 
     fn remove_route(&mut self, route: &Route) -> Result<(), RtnlError> {
-        // RT_SCOPE_NOWHERE and protocol 0 match a route of any scope and origin.
+        // RT_SCOPE_NOWHERE and protocol 0 match a route of any scope and origin: the kernel
+        // then matches on what is given (destination, length, gateway, output interface).
         let request = route_message(route, RT_SCOPE_NOWHERE, 0);
-        let operation = format!("remove route {}", route_text(route));
         self.change(
             Rtm::Delroute,
             NlmF::empty(),
             request,
-            &operation,
             &[libc::ESRCH, libc::ENOENT],
         )
+        .map_err(|r| {
+            let text = route_text(route, self);
+            r.about(format!("remove route {text}"))
+        })
     }
 
     fn neighbours(&mut self) -> Result<Vec<Neighbour>, RtnlError> {
@@ -510,72 +582,181 @@ impl Rtnl for KernelRtnl {
     }
 }
 
-/// Link changes as the kernel announces them (RTNLGRP_LINK). neli's router reads the socket
-/// on a thread of its own; a second thread turns its messages into events.
+/// The length of a netlink message header (struct nlmsghdr).
+const NLMSG_HDRLEN: usize = 16;
+
+/// Room for any datagram the kernel sends: it sizes a multicast message to fit a page
+/// (NLMSG_GOODSIZE, 8 KiB at most); anything shorter than a datagram would truncate it.
+const DATAGRAM_ROOM: usize = 64 * 1024;
+
+/// The socket's queue in the kernel, so that a burst of link changes (many VLANs coming up at
+/// once) fits before the kernel drops some.
+const SOCKET_QUEUE: usize = 1 << 20;
+
+/// The netlink messages of a datagram: (type, body), up to the first one that does not fit.
+fn netlink_messages(datagram: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    let mut rest = datagram;
+    while let (Some(len), Some(kind)) = (u32_at(rest, 0), u16_at(rest, 4)) {
+        let len = len as usize;
+        let Some(body) = rest.get(NLMSG_HDRLEN..len) else {
+            break;
+        };
+        out.push((kind, body));
+        rest = rest.get(align(len)..).unwrap_or(&[]);
+    }
+    out
+}
+
+/// The link changes in a datagram of the link group.
+fn link_events(datagram: &[u8]) -> Vec<LinkEvent> {
+    netlink_messages(datagram)
+        .into_iter()
+        .filter_map(|(kind, body)| {
+            let removed = match kind {
+                libc::RTM_NEWLINK => false,
+                libc::RTM_DELLINK => true,
+                _ => return None,
+            };
+            let link = parse_link(body)?;
+            Some(LinkEvent {
+                index: link.index,
+                name: link.name,
+                up: link.up,
+                carrier: link.carrier,
+                removed,
+            })
+        })
+        .collect()
+}
+
+/// Link changes as the kernel announces them (RTNLGRP_LINK), on a non-blocking socket: wait
+/// until it is readable (tokio's `AsyncFd`, poll) and take what is pending with
+/// `read_events`, or let a thread of its own wait in `next`.
 pub struct LinkMonitor {
-    // Kept: dropping the router closes the socket.
-    _router: NlRouter,
-    events: Receiver<LinkEvent>,
+    socket: NlSocket,
+    datagram: Vec<u8>,
+    /// Read from the socket but not handed out by `next` yet.
+    pending: VecDeque<LinkEvent>,
 }
 
 impl LinkMonitor {
     pub fn open() -> Result<LinkMonitor, RtnlError> {
-        let (router, mut multicast) =
-            NlRouter::connect(NlFamily::Route, None, Groups::new_groups(&[RTNLGRP_LINK]))
-                .map_err(|e| router_error("subscribe to link events", e))?;
-        let (sender, events) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("link-events".into())
-            .spawn(move || {
-                // The handle is typed for generic netlink; these are route messages.
-                while let Some(message) = multicast.next_typed::<u16, Buffer>() {
-                    let Ok(message) = message else { continue };
-                    let kind: u16 = *message.nl_type();
-                    if kind != libc::RTM_NEWLINK && kind != libc::RTM_DELLINK {
-                        continue;
-                    }
-                    let NlPayload::Payload(body) = message.nl_payload() else {
-                        continue;
-                    };
-                    let Some(link) = parse_link(body.as_ref()) else {
-                        continue;
-                    };
-                    let event = LinkEvent {
-                        index: link.index,
-                        name: link.name,
-                        up: link.up,
-                        carrier: link.carrier,
-                        removed: kind == libc::RTM_DELLINK,
-                    };
-                    if sender.send(event).is_err() {
-                        return;
-                    }
-                }
-            })
-            .map_err(|e| {
-                RtnlError::new(
-                    "start the link event reader",
-                    e.raw_os_error(),
-                    e.to_string(),
-                )
-            })?;
+        let failed = |e: io::Error| {
+            RtnlError::new("subscribe to link events", e.raw_os_error(), e.to_string())
+        };
+        let groups = Groups::new_groups(&[RTNLGRP_LINK]);
+        let socket = NlSocket::connect(NlFamily::Route, None, groups).map_err(failed)?;
+        socket.nonblock().map_err(failed)?;
+        // Only makes an overflow rarer (the kernel caps it at rmem_max); `read_events`
+        // recovers from one anyway.
+        let _ = socket.set_recv_buffer_size(SOCKET_QUEUE);
         Ok(LinkMonitor {
-            _router: router,
-            events,
+            socket,
+            datagram: vec![0; DATAGRAM_ROOM],
+            pending: VecDeque::new(),
         })
     }
 
-    /// The next link change, waiting at most `timeout`; `Ok(None)` when none came.
-    pub fn next(&self, timeout: Duration) -> Result<Option<LinkEvent>, RtnlError> {
-        match self.events.recv_timeout(timeout) {
-            Ok(event) => Ok(Some(event)),
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => Err(RtnlError::new(
-                "read link events",
-                None,
-                "the event reader stopped",
-            )),
+    /// Every link change pending, in order; empty when there is none. Never blocks.
+    ///
+    /// When the socket's queue overflowed (ENOBUFS) the kernel dropped changes: the current
+    /// state of every link is then reported after the changes still queued, so the last event
+    /// of each link is its state now (a link removed meanwhile is not reported).
+    pub fn read_events(&mut self) -> Result<Vec<LinkEvent>, RtnlError> {
+        let mut events: Vec<LinkEvent> = self.pending.drain(..).collect();
+        let mut overflowed = false;
+        loop {
+            match self.socket.recv(&mut self.datagram[..], Msg::empty()) {
+                // Only the kernel's announcements carry the group; anything else was sent to
+                // this socket directly by a process.
+                Ok((_, groups)) if groups.is_empty() => {}
+                Ok((len, _)) => {
+                    events.extend(link_events(self.datagram.get(..len).unwrap_or(&[])));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => overflowed = true,
+                Err(e) => {
+                    return Err(RtnlError::new(
+                        "read link events",
+                        e.raw_os_error(),
+                        e.to_string(),
+                    ))
+                }
+            }
         }
+        if overflowed {
+            let links = KernelRtnl::open()
+                .and_then(|mut rtnl| rtnl.links())
+                .map_err(|e| {
+                    RtnlError::new("list links after lost link events", e.errno, e.message)
+                })?;
+            events.extend(links.into_iter().map(|link| LinkEvent {
+                index: link.index,
+                name: link.name,
+                up: link.up,
+                carrier: link.carrier,
+                removed: false,
+            }));
+        }
+        Ok(events)
+    }
+
+    /// The next link change, waiting at most `timeout`; `Ok(None)` when none came. For a
+    /// thread of its own; async code waits on the descriptor and calls `read_events`.
+    pub fn next(&mut self, timeout: Duration) -> Result<Option<LinkEvent>, RtnlError> {
+        // None: so far away that it is forever.
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Ok(Some(event));
+            }
+            let events = self.read_events()?;
+            if !events.is_empty() {
+                self.pending.extend(events);
+                continue;
+            }
+            let wait = match deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    // Rounded up: a wait rounded down to 0 ms would spin until the deadline.
+                    let left = left.max(Duration::from_millis(1));
+                    PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+                }
+                None => PollTimeout::NONE,
+            };
+            let mut fds = [PollFd::new(self.as_fd(), PollFlags::POLLIN)];
+            match nix::poll::poll(&mut fds, wait) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    return Err(RtnlError::new(
+                        "wait for link events",
+                        Some(e as i32),
+                        e.desc(),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// The same descriptor for the monitor's whole life, closed only when the monitor is dropped:
+/// what `AsyncFd::register` asks of its caller.
+impl AsRawFd for LinkMonitor {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+impl AsFd for LinkMonitor {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the descriptor belongs to `self.socket`, which closes it only when dropped;
+        // the borrow cannot outlive `self`, so it cannot outlive the descriptor.
+        unsafe { BorrowedFd::borrow_raw(self.socket.as_raw_fd()) }
     }
 }
 
@@ -633,5 +814,84 @@ mod tests {
         assert_eq!(route.prefix_len, 24);
         payload[4] = 255;
         assert!(parse_route(&payload).is_none());
+    }
+
+    /// A netlink message: header (length, type, flags, sequence, port) and body.
+    fn netlink_message(kind: u16, body: &[u8]) -> Vec<u8> {
+        let mut bytes = ((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes().to_vec();
+        bytes.extend_from_slice(&kind.to_ne_bytes());
+        bytes.extend_from_slice(&[0; 10]);
+        bytes.extend_from_slice(body);
+        bytes.resize(align(bytes.len()), 0);
+        bytes
+    }
+
+    #[test]
+    fn a_datagram_of_the_link_group_becomes_events() {
+        let up = Message::new(&ifinfomsg(0, 3, IFF_UP | IFF_LOWER_UP, 0))
+            .attribute(IFLA_IFNAME, b"eth1\0")
+            .bytes;
+        let gone = Message::new(&ifinfomsg(0, 4, 0, 0))
+            .attribute(IFLA_IFNAME, b"eth2\0")
+            .bytes;
+        let mut datagram = netlink_message(libc::RTM_NEWLINK, &up);
+        // Not a link message: skipped.
+        datagram.extend(netlink_message(
+            libc::RTM_NEWADDR,
+            &[2, 24, 0, 0, 3, 0, 0, 0],
+        ));
+        datagram.extend(netlink_message(libc::RTM_DELLINK, &gone));
+        // A last message claiming more than the datagram holds ends the reading.
+        let mut cut = netlink_message(libc::RTM_NEWLINK, &up);
+        cut.truncate(20);
+        datagram.extend(cut);
+        assert_eq!(
+            link_events(&datagram),
+            vec![
+                LinkEvent {
+                    index: 3,
+                    name: "eth1".into(),
+                    up: true,
+                    carrier: true,
+                    removed: false,
+                },
+                LinkEvent {
+                    index: 4,
+                    name: "eth2".into(),
+                    up: false,
+                    carrier: false,
+                    removed: true,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn hostile_datagrams_give_no_events_and_no_panic() {
+        assert!(link_events(&[]).is_empty());
+        // A length shorter than the header would never advance.
+        let mut stuck = netlink_message(libc::RTM_NEWLINK, &[]);
+        stuck[..4].copy_from_slice(&4u32.to_ne_bytes());
+        assert!(netlink_messages(&stuck).is_empty());
+        // A link message with a body too short for its header.
+        assert!(link_events(&netlink_message(libc::RTM_NEWLINK, &[0; 7])).is_empty());
+        for len in 0..96 {
+            let junk: Vec<u8> = (0..len).map(|i| (i * 53 % 251) as u8).collect();
+            let _ = link_events(&junk);
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_the_operation_and_the_error() {
+        let refusal = Refusal {
+            errno: Some(libc::EINVAL),
+            message: errno_text(libc::EINVAL),
+        };
+        let error = refusal.about("set the MTU of eth0 to 70000");
+        assert_eq!(error.errno, Some(22));
+        assert_eq!(
+            error.to_string(),
+            "set the MTU of eth0 to 70000: Invalid argument"
+        );
     }
 }
