@@ -352,6 +352,71 @@ impl fmt::Display for IpvsError {
 
 impl std::error::Error for IpvsError {}
 
+/// One change to the table, as `Ipvs::apply` takes them in a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    AddService(Service),
+    EditService(Service),
+    RemoveService(ServiceKey),
+    AddDestination(ServiceKey, Destination),
+    EditDestination(ServiceKey, Destination),
+    RemoveDestination {
+        service: ServiceKey,
+        address: IpAddr,
+        port: u16,
+    },
+}
+
+impl Change {
+    /// The service the change concerns.
+    pub fn service(&self) -> &ServiceKey {
+        match self {
+            Change::AddService(service) | Change::EditService(service) => &service.key,
+            Change::RemoveService(key)
+            | Change::AddDestination(key, _)
+            | Change::EditDestination(key, _)
+            | Change::RemoveDestination { service: key, .. } => key,
+        }
+    }
+}
+
+impl fmt::Display for Change {
+    /// "add service tcp 192.0.2.100:80 (wlc)", "edit real server 192.0.2.21:80 of tcp ...".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let server = |f: &mut fmt::Formatter<'_>, address: &IpAddr, port: u16| match address {
+            IpAddr::V6(a) => write!(f, "[{a}]:{port}"),
+            IpAddr::V4(a) => write!(f, "{a}:{port}"),
+        };
+        match self {
+            Change::AddService(s) => write!(f, "add service {} ({})", s.key, s.scheduler),
+            Change::EditService(s) => write!(f, "edit service {} ({})", s.key, s.scheduler),
+            Change::RemoveService(key) => write!(f, "remove service {key}"),
+            Change::AddDestination(key, d) => {
+                f.write_str("add real server ")?;
+                server(f, &d.address, d.port)?;
+                write!(f, " (weight {}) to {key}", d.weight)
+            }
+            Change::EditDestination(key, d) => {
+                f.write_str("edit real server ")?;
+                server(f, &d.address, d.port)?;
+                write!(f, " (weight {}) of {key}", d.weight)
+            }
+            Change::RemoveDestination {
+                service,
+                address,
+                port,
+            } => {
+                f.write_str("remove real server ")?;
+                server(f, address, *port)?;
+                write!(f, " from {service}")
+            }
+        }
+    }
+}
+
+/// A service with its destinations, as the kernel reports them.
+pub type TableEntry = (ServiceEntry, Vec<DestinationEntry>);
+
 /// What the IPVS reconcile asks of the kernel. Adding what exists (EEXIST) and removing what
 /// is gone (ESRCH, ENOENT) are not errors, so that a change can be applied again safely.
 pub trait Ipvs {
@@ -384,6 +449,39 @@ pub trait Ipvs {
     fn daemons(&mut self) -> Result<Vec<SyncDaemon>, IpvsError>;
     fn start_daemon(&mut self, daemon: &SyncDaemon) -> Result<(), IpvsError>;
     fn stop_daemon(&mut self, state: SyncState) -> Result<(), IpvsError>;
+
+    /// Applies `changes` in order, each on its own (a refused one does not stop the rest), as
+    /// fast as the kernel takes them; one result per change, in the same order. The kernel
+    /// client sends them in batches without waiting for each answer.
+    fn apply(&mut self, changes: &[Change]) -> Vec<Result<(), IpvsError>> {
+        changes
+            .iter()
+            .map(|change| match change {
+                Change::AddService(service) => self.add_service(service),
+                Change::EditService(service) => self.edit_service(service),
+                Change::RemoveService(key) => self.remove_service(key),
+                Change::AddDestination(key, destination) => self.add_destination(key, destination),
+                Change::EditDestination(key, destination) => {
+                    self.edit_destination(key, destination)
+                }
+                Change::RemoveDestination {
+                    service,
+                    address,
+                    port,
+                } => self.remove_destination(service, *address, *port),
+            })
+            .collect()
+    }
+
+    /// Every service with its destinations.
+    fn table(&mut self) -> Result<Vec<TableEntry>, IpvsError> {
+        let mut table = Vec::new();
+        for entry in self.services()? {
+            let destinations = self.destinations(&entry.service.key)?;
+            table.push((entry, destinations));
+        }
+        Ok(table)
+    }
 }
 
 #[cfg(test)]
