@@ -7,6 +7,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
+pub mod kernel;
 pub mod wire;
 
 /// The address family of a service or a destination.

@@ -44,6 +44,8 @@ pub struct Boot {
     pub taps: Option<(String, String)>,
     /// MAC prefix (`qemu/run --mac-prefix`), for two VMs on one bridge.
     pub mac_prefix: Option<String>,
+    /// Boot the test image, with ipvsadm and strace (`qemu/run --test-tools`).
+    pub test_tools: bool,
 }
 
 impl Boot {
@@ -95,6 +97,9 @@ impl Vm {
         }
         if boot.no_reboot {
             command.arg("--no-reboot");
+        }
+        if boot.test_tools {
+            command.arg("--test-tools");
         }
         if let Some(append) = &boot.append {
             command.arg("--append").arg(append);

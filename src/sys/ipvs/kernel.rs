@@ -1,0 +1,576 @@
+//! The kernel side of `Ipvs`: the generic-netlink family "IPVS" on a netlink socket of neli's.
+//! neli's router resolves the family's id through the generic-netlink controller; the requests
+//! then go out on a plain neli socket, framed here, so that a batch of changes is one
+//! `sendmsg` of many messages and one read of their ACKs (the kernel handles the messages of a
+//! datagram in order, each on its own, and acknowledges each: ipvsadm waits for every one).
+//! Dumps go one at a time, as the kernel allows one per socket. Every answer is read with its
+//! lengths checked; a message that is not ours (another sequence number) is skipped.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+
+use neli::consts::socket::{Msg, NlFamily};
+use neli::router::synchronous::NlRouter;
+use neli::socket::NlSocket;
+use neli::utils::Groups;
+
+use super::wire::{self, Request};
+use super::{
+    Change, DestinationEntry, Info, Ipvs, IpvsError, Service, ServiceEntry, ServiceKey, SyncDaemon,
+    SyncState, Timeouts,
+};
+
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_DUMP: u16 = 0x300;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_HDRLEN: usize = 16;
+/// SOL_NETLINK options: no copy of a refused request in its error answer; the ACKs of a batch
+/// stay small.
+const NETLINK_CAP_ACK: libc::c_int = 10;
+/// Changes sent in one datagram. Their ACKs must fit the receive buffer together.
+const BATCH: usize = 128;
+const RECEIVE_BUFFER: usize = 4 << 20;
+/// The largest datagram the kernel sends (a dump's part is at most a page or 32 KiB).
+const DATAGRAM: usize = 64 << 10;
+
+/// IPVS through generic netlink.
+pub struct KernelIpvs {
+    socket: NlSocket,
+    family: u16,
+    sequence: u32,
+    buffer: Vec<u8>,
+}
+
+fn io_error(operation: &str, e: &io::Error) -> IpvsError {
+    IpvsError::new(operation, e.raw_os_error(), e.to_string())
+}
+
+impl KernelIpvs {
+    /// Opens a socket and finds the family. The family exists once ip_vs is loaded; without
+    /// it the error says so.
+    pub fn open() -> Result<KernelIpvs, IpvsError> {
+        let operation = "open the IPVS generic-netlink family";
+        let family = {
+            let (router, _) = NlRouter::connect(NlFamily::Generic, None, Groups::empty())
+                .map_err(|e| IpvsError::new(operation, None, e.to_string()))?;
+            router.resolve_genl_family(wire::FAMILY_NAME).map_err(|e| {
+                IpvsError::new(
+                    operation,
+                    Some(libc::ENOENT),
+                    format!("{e} (is the ip_vs module loaded?)"),
+                )
+            })?
+        };
+        let socket = NlSocket::connect(NlFamily::Generic, None, Groups::empty())
+            .map_err(|e| io_error(operation, &e))?;
+        if socket.set_recv_buffer_size(RECEIVE_BUFFER).is_err() {
+            log::debug!("ipvs: the receive buffer stays at its default size");
+        }
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt reads an int from a valid pointer for the given length.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&socket),
+                libc::SOL_NETLINK,
+                NETLINK_CAP_ACK,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        Ok(KernelIpvs {
+            socket,
+            family,
+            sequence: 0,
+            buffer: vec![0; DATAGRAM],
+        })
+    }
+
+    fn next_sequence(&mut self) -> u32 {
+        self.sequence = self.sequence.wrapping_add(1);
+        self.sequence
+    }
+
+    /// Appends a netlink header and the request's payload to `out`; returns its sequence.
+    fn frame(&mut self, request: &Request, out: &mut Vec<u8>) -> Result<u32, String> {
+        let payload = request.encode().map_err(|e| e.to_string())?;
+        let sequence = self.next_sequence();
+        let mut flags = NLM_F_REQUEST | NLM_F_ACK;
+        if request.is_dump() {
+            flags |= NLM_F_DUMP;
+        }
+        let len = u32::try_from(NLMSG_HDRLEN + payload.len()).map_err(|_| "too long")?;
+        out.extend_from_slice(&len.to_ne_bytes());
+        out.extend_from_slice(&self.family.to_ne_bytes());
+        out.extend_from_slice(&flags.to_ne_bytes());
+        out.extend_from_slice(&sequence.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        out.extend_from_slice(&payload);
+        out.resize(align(out.len()), 0);
+        Ok(sequence)
+    }
+
+    /// Reads one datagram; its messages as (type, flags, sequence, body).
+    fn receive(&mut self, operation: &str) -> Result<Vec<Message>, IpvsError> {
+        loop {
+            match self.socket.recv(&mut self.buffer[..], Msg::empty()) {
+                Ok((len, _)) => {
+                    let datagram = self.buffer.get(..len).unwrap_or_default();
+                    return Ok(split(datagram));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_error(operation, &e)),
+            }
+        }
+    }
+
+    fn send(&self, bytes: &[u8], operation: &str) -> Result<(), IpvsError> {
+        loop {
+            match self.socket.send(bytes, Msg::empty()) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_error(operation, &e)),
+            }
+        }
+    }
+
+    /// Sends requests that are not dumps in datagrams of up to `BATCH` and collects, per
+    /// request, its answers (replies of a GET) or its refusal. `fine` says which errnos of a
+    /// request mean done (adding what exists, removing what is gone).
+    fn transact(
+        &mut self,
+        requests: &[(Request, String, &[i32])],
+    ) -> Vec<Result<Vec<Vec<u8>>, IpvsError>> {
+        let mut results = Vec::with_capacity(requests.len());
+        for chunk in requests.chunks(BATCH) {
+            let mut bytes = Vec::new();
+            // Sequence -> index in `chunk`, for the requests that went out.
+            let mut pending: HashMap<u32, usize> = HashMap::new();
+            let mut answers: Vec<Option<Result<Vec<Vec<u8>>, IpvsError>>> =
+                (0..chunk.len()).map(|_| None).collect();
+            let mut replies: Vec<Vec<Vec<u8>>> = vec![Vec::new(); chunk.len()];
+            for (index, (request, operation, _)) in chunk.iter().enumerate() {
+                match self.frame(request, &mut bytes) {
+                    Ok(sequence) => {
+                        pending.insert(sequence, index);
+                    }
+                    Err(message) => {
+                        answers[index] = Some(Err(IpvsError::new(
+                            operation.as_str(),
+                            Some(libc::EINVAL),
+                            message,
+                        )));
+                    }
+                }
+            }
+            if !pending.is_empty() {
+                let operation = chunk
+                    .first()
+                    .map(|(_, operation, _)| operation.clone())
+                    .unwrap_or_default();
+                if let Err(e) = self.send(&bytes, &operation) {
+                    for (_, index) in pending.drain() {
+                        answers[index] = Some(Err(IpvsError::new(
+                            chunk[index].1.as_str(),
+                            e.errno,
+                            e.message.clone(),
+                        )));
+                    }
+                }
+            }
+            while !pending.is_empty() {
+                let messages = match self.receive("read the IPVS answers") {
+                    Ok(messages) => messages,
+                    Err(e) => {
+                        for (_, index) in pending.drain() {
+                            answers[index] = Some(Err(IpvsError::new(
+                                chunk[index].1.as_str(),
+                                e.errno,
+                                e.message.clone(),
+                            )));
+                        }
+                        break;
+                    }
+                };
+                for message in messages {
+                    let Some(&index) = pending.get(&message.sequence) else {
+                        continue;
+                    };
+                    let (_, operation, fine) = &chunk[index];
+                    match message.kind {
+                        NLMSG_ERROR => {
+                            pending.remove(&message.sequence);
+                            let errno = error_of(&message.body);
+                            answers[index] = Some(match errno {
+                                Some(0) => Ok(std::mem::take(&mut replies[index])),
+                                Some(errno) if fine.contains(&errno) => Ok(Vec::new()),
+                                Some(errno) => Err(refusal(operation, errno, &chunk[index].0)),
+                                None => Err(IpvsError::new(
+                                    operation.as_str(),
+                                    None,
+                                    "a truncated error answer",
+                                )),
+                            });
+                        }
+                        kind if kind == self.family => replies[index].push(message.body),
+                        _ => {}
+                    }
+                }
+            }
+            for answer in answers {
+                results.push(
+                    answer
+                        .unwrap_or_else(|| Err(IpvsError::new("IPVS request", None, "no answer"))),
+                );
+            }
+        }
+        results
+    }
+
+    /// One request that is not a dump.
+    fn one(
+        &mut self,
+        request: Request,
+        operation: String,
+        fine: &[i32],
+    ) -> Result<Vec<Vec<u8>>, IpvsError> {
+        self.transact(&[(request, operation, fine)])
+            .pop()
+            .unwrap_or_else(|| Err(IpvsError::new("IPVS request", None, "no answer")))
+    }
+
+    /// A dump, read to its end: the bodies of its messages.
+    fn dump(&mut self, request: Request, operation: &str) -> Result<Vec<Vec<u8>>, IpvsError> {
+        let mut bytes = Vec::new();
+        let sequence = self
+            .frame(&request, &mut bytes)
+            .map_err(|message| IpvsError::new(operation, Some(libc::EINVAL), message))?;
+        self.send(&bytes, operation)?;
+        let mut out = Vec::new();
+        loop {
+            for message in self.receive(operation)? {
+                if message.sequence != sequence {
+                    continue;
+                }
+                match message.kind {
+                    NLMSG_DONE => return Ok(out),
+                    NLMSG_ERROR => match error_of(&message.body) {
+                        // An ACK after the dump's end.
+                        Some(0) => return Ok(out),
+                        Some(errno) => return Err(refusal(operation, errno, &request)),
+                        None => return Err(IpvsError::new(operation, None, "truncated error")),
+                    },
+                    kind if kind == self.family => out.push(message.body),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// What a refusal means for IPVS, in the words ipvsadm users know.
+fn refusal(operation: &str, errno: i32, request: &Request) -> IpvsError {
+    let service = matches!(
+        request,
+        Request::NewService(_) | Request::SetService(_) | Request::DelService(_)
+    );
+    let destination = matches!(
+        request,
+        Request::NewDestination(..) | Request::SetDestination(..) | Request::DelDestination { .. }
+    );
+    let message = match errno {
+        libc::ESRCH => "no such service".to_string(),
+        libc::ENOENT if destination => "no such real server".to_string(),
+        libc::ENOENT if service => "scheduler or persistence engine not found".to_string(),
+        libc::EEXIST if service => "service already exists".to_string(),
+        libc::EEXIST if destination => "real server already exists".to_string(),
+        libc::EBUSY if matches!(request, Request::NewDaemon(_)) => {
+            "a sync daemon of that kind already runs".to_string()
+        }
+        _ => io::Error::from_raw_os_error(errno).to_string(),
+    };
+    IpvsError::new(operation, Some(errno), message)
+}
+
+fn align(len: usize) -> usize {
+    (len + 3) & !3
+}
+
+struct Message {
+    kind: u16,
+    sequence: u32,
+    body: Vec<u8>,
+}
+
+/// The messages of a datagram; a truncated tail ends the list.
+fn split(mut datagram: &[u8]) -> Vec<Message> {
+    let mut out = Vec::new();
+    while datagram.len() >= NLMSG_HDRLEN {
+        let field = |at: usize, n: usize| datagram.get(at..at + n).unwrap_or_default();
+        let len = u32::from_ne_bytes(field(0, 4).try_into().unwrap_or_default()) as usize;
+        let kind = u16::from_ne_bytes(field(4, 2).try_into().unwrap_or_default());
+        let sequence = u32::from_ne_bytes(field(8, 4).try_into().unwrap_or_default());
+        let Some(body) = (len >= NLMSG_HDRLEN)
+            .then(|| datagram.get(NLMSG_HDRLEN..len))
+            .flatten()
+        else {
+            break;
+        };
+        out.push(Message {
+            kind,
+            sequence,
+            body: body.to_vec(),
+        });
+        datagram = datagram.get(align(len)..).unwrap_or_default();
+    }
+    out
+}
+
+/// The errno of an NLMSG_ERROR body (0 for an ACK).
+fn error_of(body: &[u8]) -> Option<i32> {
+    let raw: [u8; 4] = body.get(..4)?.try_into().ok()?;
+    Some(i32::from_ne_bytes(raw).saturating_neg())
+}
+
+fn wire_error(operation: &str, e: wire::WireError) -> IpvsError {
+    IpvsError::new(operation, None, format!("unreadable answer: {e}"))
+}
+
+fn single<T>(
+    answers: Vec<Vec<u8>>,
+    operation: &str,
+    decode: impl Fn(&[u8]) -> Result<T, wire::WireError>,
+) -> Result<T, IpvsError> {
+    let body = answers
+        .first()
+        .ok_or_else(|| IpvsError::new(operation, None, "no answer"))?;
+    decode(body).map_err(|e| wire_error(operation, e))
+}
+
+/// What a change is to the kernel, with what it is called in messages and which refusals
+/// mean "already so".
+fn request_of(change: &Change) -> (Request, String, &'static [i32]) {
+    const EXISTS: &[i32] = &[libc::EEXIST];
+    const GONE_SERVICE: &[i32] = &[libc::ESRCH];
+    const GONE_DESTINATION: &[i32] = &[libc::ENOENT];
+    let operation = change.to_string();
+    match change {
+        Change::AddService(s) => (Request::NewService(s.clone()), operation, EXISTS),
+        Change::EditService(s) => (Request::SetService(s.clone()), operation, &[]),
+        Change::RemoveService(key) => (Request::DelService(*key), operation, GONE_SERVICE),
+        Change::AddDestination(key, d) => {
+            (Request::NewDestination(*key, d.clone()), operation, EXISTS)
+        }
+        Change::EditDestination(key, d) => {
+            (Request::SetDestination(*key, d.clone()), operation, &[])
+        }
+        Change::RemoveDestination {
+            service,
+            address,
+            port,
+        } => (
+            Request::DelDestination {
+                service: *service,
+                address: *address,
+                port: *port,
+            },
+            operation,
+            GONE_DESTINATION,
+        ),
+    }
+}
+
+impl Ipvs for KernelIpvs {
+    fn info(&mut self) -> Result<Info, IpvsError> {
+        let operation = "read the IPVS version";
+        let answers = self.one(Request::GetInfo, operation.into(), &[])?;
+        single(answers, operation, wire::decode_info_reply)
+    }
+
+    fn services(&mut self) -> Result<Vec<ServiceEntry>, IpvsError> {
+        let operation = "list the IPVS services";
+        self.dump(Request::GetServices, operation)?
+            .iter()
+            .map(|body| wire::decode_service_reply(body).map_err(|e| wire_error(operation, e)))
+            .collect()
+    }
+
+    fn destinations(&mut self, service: &ServiceKey) -> Result<Vec<DestinationEntry>, IpvsError> {
+        let operation = format!("list the real servers of {service}");
+        let family = service.family();
+        self.dump(Request::GetDestinations(*service), &operation)?
+            .iter()
+            .map(|body| {
+                wire::decode_destination_reply(body, family).map_err(|e| wire_error(&operation, e))
+            })
+            .collect()
+    }
+
+    fn add_service(&mut self, service: &Service) -> Result<(), IpvsError> {
+        self.apply(&[Change::AddService(service.clone())])
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    fn edit_service(&mut self, service: &Service) -> Result<(), IpvsError> {
+        self.apply(&[Change::EditService(service.clone())])
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    fn remove_service(&mut self, service: &ServiceKey) -> Result<(), IpvsError> {
+        self.apply(&[Change::RemoveService(*service)])
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    fn add_destination(
+        &mut self,
+        service: &ServiceKey,
+        destination: &super::Destination,
+    ) -> Result<(), IpvsError> {
+        self.apply(&[Change::AddDestination(*service, destination.clone())])
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    fn edit_destination(
+        &mut self,
+        service: &ServiceKey,
+        destination: &super::Destination,
+    ) -> Result<(), IpvsError> {
+        self.apply(&[Change::EditDestination(*service, destination.clone())])
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    fn remove_destination(
+        &mut self,
+        service: &ServiceKey,
+        address: IpAddr,
+        port: u16,
+    ) -> Result<(), IpvsError> {
+        self.apply(&[Change::RemoveDestination {
+            service: *service,
+            address,
+            port,
+        }])
+        .pop()
+        .unwrap_or(Ok(()))
+    }
+
+    fn zero(&mut self, service: Option<&ServiceKey>) -> Result<(), IpvsError> {
+        let operation = match service {
+            Some(key) => format!("zero the counters of {key}"),
+            None => "zero every counter".to_string(),
+        };
+        self.one(Request::Zero(service.copied()), operation, &[])
+            .map(|_| ())
+    }
+
+    fn timeouts(&mut self) -> Result<Timeouts, IpvsError> {
+        let operation = "read the IPVS timeouts";
+        let answers = self.one(Request::GetConfig, operation.into(), &[])?;
+        single(answers, operation, wire::decode_config_reply)
+    }
+
+    fn set_timeouts(&mut self, timeouts: &Timeouts) -> Result<(), IpvsError> {
+        let operation = format!(
+            "set the IPVS timeouts (tcp {} s, tcpfin {} s, udp {} s)",
+            timeouts.tcp, timeouts.tcp_fin, timeouts.udp
+        );
+        self.one(Request::SetConfig(*timeouts), operation, &[])
+            .map(|_| ())
+    }
+
+    fn daemons(&mut self) -> Result<Vec<SyncDaemon>, IpvsError> {
+        let operation = "list the connection sync daemons";
+        self.dump(Request::GetDaemons, operation)?
+            .iter()
+            .map(|body| wire::decode_daemon_reply(body).map_err(|e| wire_error(operation, e)))
+            .collect()
+    }
+
+    fn start_daemon(&mut self, daemon: &SyncDaemon) -> Result<(), IpvsError> {
+        let operation = format!(
+            "start the {:?} sync daemon on {} (sync id {})",
+            daemon.state, daemon.interface, daemon.sync_id
+        );
+        self.one(Request::NewDaemon(daemon.clone()), operation, &[])
+            .map(|_| ())
+    }
+
+    fn stop_daemon(&mut self, state: SyncState) -> Result<(), IpvsError> {
+        let operation = format!("stop the {state:?} sync daemon");
+        self.one(Request::DelDaemon(state), operation, &[libc::ESRCH])
+            .map(|_| ())
+    }
+
+    fn apply(&mut self, changes: &[Change]) -> Vec<Result<(), IpvsError>> {
+        let requests: Vec<(Request, String, &[i32])> = changes.iter().map(request_of).collect();
+        self.transact(&requests)
+            .into_iter()
+            .map(|answer| answer.map(|_| ()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: u16, sequence: u32, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(&0u16.to_ne_bytes());
+        out.extend_from_slice(&sequence.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        out.extend_from_slice(body);
+        out.resize(align(out.len()), 0);
+        out
+    }
+
+    #[test]
+    fn splits_a_datagram_and_stops_at_a_truncated_message() {
+        let mut datagram = message(NLMSG_ERROR, 7, &(-17i32).to_ne_bytes());
+        datagram.extend(message(0x20, 8, &[1, 2, 3]));
+        datagram.extend(message(NLMSG_DONE, 9, &[0; 4]));
+        let messages = split(&datagram);
+        assert_eq!(messages.len(), 3);
+        assert_eq!(error_of(&messages[0].body), Some(libc::EEXIST));
+        assert_eq!((messages[1].kind, messages[1].sequence), (0x20, 8));
+        assert_eq!(messages[1].body, vec![1, 2, 3]);
+
+        // A length beyond the datagram, or below a header, ends the reading.
+        let mut bad = message(0x20, 1, &[0; 8]);
+        bad[0] = 200;
+        assert!(split(&bad).is_empty());
+        bad[0] = 3;
+        assert!(split(&bad).is_empty());
+        assert_eq!(error_of(&[1, 2]), None);
+    }
+
+    #[test]
+    fn refusals_speak_of_services_and_real_servers() {
+        let key = ServiceKey::Fwmark {
+            family: super::super::Family::V4,
+            mark: 3,
+        };
+        let gone = refusal(
+            "remove service fwmark 3",
+            libc::ESRCH,
+            &Request::DelService(key),
+        );
+        assert_eq!(gone.message, "no such service");
+        let sched = refusal(
+            "add service fwmark 3 (nope)",
+            libc::ENOENT,
+            &Request::NewService(Service::new(key, "nope")),
+        );
+        assert_eq!(sched.message, "scheduler or persistence engine not found");
+        assert_eq!(sched.errno, Some(libc::ENOENT));
+    }
+}
