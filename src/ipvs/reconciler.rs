@@ -183,6 +183,8 @@ impl Reconciler {
             Some(owned) => owned,
             None => {
                 let (owned, problems) = record::load(&self.record);
+                // Rewrite a damaged record, without the lines that could not be read.
+                self.record_stale |= !problems.is_empty();
                 outcome.problems.extend(problems);
                 owned
             }

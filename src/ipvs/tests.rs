@@ -587,6 +587,9 @@ fn the_record_is_read_tolerantly_and_written_atomically() {
     assert!(outcome.problems[0].contains("line 2: 'nonsense'"));
     assert!(outcome.retry);
     assert_eq!(outcome.applied.len(), 6);
+    let rewritten = std::fs::read_to_string(&path).unwrap();
+    assert!(!rewritten.contains("nonsense"), "{rewritten}");
+    assert!(!reconciler.full(&mut ipvs, &config(WEB)).retry);
 }
 
 #[test]
