@@ -7,6 +7,7 @@ pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod init;
+pub mod ipvs;
 pub mod logging;
 pub mod net;
 pub mod power;

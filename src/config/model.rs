@@ -183,6 +183,11 @@ pub struct IpvsKnobs {
     pub tcpfin_timeout: Option<Span>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp_timeout: Option<Span>,
+    /// The director owns the kernel's whole IPVS table: a service it did not create (by
+    /// ipvsadm, another daemon) is removed. When false, such services are reported and left
+    /// alone, and the director removes only the services it created itself.
+    #[serde(default)]
+    pub owns_table: bool,
 }
 
 impl Default for IpvsKnobs {
@@ -194,6 +199,7 @@ impl Default for IpvsKnobs {
             tcp_timeout: None,
             tcpfin_timeout: None,
             udp_timeout: None,
+            owns_table: false,
         }
     }
 }

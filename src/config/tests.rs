@@ -45,6 +45,7 @@ expire_quiescent_template = false
 tcp_timeout = "15m"
 tcpfin_timeout = "2m"
 udp_timeout = "5m"
+owns_table = true
 
 [[virtual_servers]]
 name = "web"
@@ -162,6 +163,7 @@ fn the_full_example_is_read_as_written() {
     assert_eq!(config.node.role, RolePreference::Primary);
     assert_eq!(config.network.interfaces[0].addresses.len(), 2);
     assert_eq!(config.network.routes[0].to, RouteTarget::Default);
+    assert!(config.network.ipvs.owns_table);
     let web = &config.virtual_servers[0];
     assert_eq!(web.scheduler, Scheduler::Wlc);
     assert_eq!(
@@ -212,6 +214,7 @@ fn defaults_fill_what_is_left_out() {
     assert!(vs.enabled);
     assert_eq!(vs.real_servers[0].weight, 1);
     assert_eq!(config.admin.port, 3636);
+    assert!(!config.network.ipvs.owns_table);
 }
 
 #[test]
@@ -351,6 +354,49 @@ fn interface_and_route_rules() {
         |c| c.network.ipvs.tcp_timeout = Some("1500ms".parse().unwrap()),
         "network.ipvs.tcp_timeout",
         "whole number of seconds",
+    );
+}
+
+#[test]
+fn ipvs_ownership_and_timeout_rules() {
+    // owns_table is valid either way and survives the round trip.
+    for owns in [false, true] {
+        let mut config = full();
+        config.network.ipvs.owns_table = owns;
+        assert!(validate(&config).is_empty(), "{:#?}", validate(&config));
+        let again = from_toml(&to_toml(&config).unwrap()).unwrap();
+        assert_eq!(again.network.ipvs.owns_table, owns);
+    }
+    let rejected = from_toml("[network.ipvs]\nowns_table = \"yes\"\n");
+    assert!(
+        matches!(rejected, Err(Rejected::Syntax { line: 2, .. })),
+        "{rejected:?}"
+    );
+    assert_problem(
+        |c| c.network.ipvs.udp_timeout = Some("745h".parse().unwrap()),
+        "network.ipvs.udp_timeout",
+        "longer than 31 days",
+    );
+    assert_problem(
+        |c| {
+            if let Some(p) = c.virtual_servers[0].persistence.as_mut() {
+                p.timeout = types::Span::from_millis(32 * 86_400_000);
+            }
+        },
+        "virtual_servers[0].persistence.timeout",
+        "longer than 31 days",
+    );
+    assert_problem(
+        |c| {
+            if let Some(p) = c.virtual_servers[2].persistence.as_mut() {
+                p.prefix_len = Some(0);
+            }
+        },
+        "virtual_servers[2].persistence.prefix_len",
+        "from 1 to 128",
+    );
+    assert!(
+        problems_after(|c| c.network.ipvs.udp_timeout = Some("744h".parse().unwrap())).is_empty()
     );
 }
 

@@ -188,6 +188,7 @@ impl Rules {
         ] {
             if let Some(span) = span {
                 self.whole_seconds(&format!("network.ipvs.{name}"), span, 1);
+                self.at_most_31_days(&format!("network.ipvs.{name}"), span);
             }
         }
     }
@@ -209,6 +210,16 @@ impl Rules {
                 path,
                 format!("{span} must be a whole number of seconds, at least {min_secs}s"),
             );
+        }
+    }
+
+    /// The kernel keeps IPVS timeouts in jiffies in an unsigned int: a longer one wraps and
+    /// reads back as another value. ipvsadm takes at most 31 days (its MAX_TIMEOUT) for
+    /// `--persistent` and `--set`; so do we.
+    fn at_most_31_days(&mut self, path: &str, span: Span) {
+        const MAX: Span = Span::from_millis(31 * 86_400_000);
+        if span > MAX {
+            self.bad(path, format!("{span} is longer than 31 days (744h)"));
         }
     }
 
@@ -329,6 +340,7 @@ impl Rules {
 
     fn persistence(&mut self, path: &str, p: &Persistence, family_v4: Option<bool>) {
         self.whole_seconds(&format!("{path}.timeout"), p.timeout, 1);
+        self.at_most_31_days(&format!("{path}.timeout"), p.timeout);
         if let Some(mask) = p.netmask {
             let contiguous = match mask {
                 IpAddr::V4(m) => {
@@ -358,6 +370,12 @@ impl Rules {
                 );
             } else if len > 128 {
                 self.bad(format!("{path}.prefix_len"), format!("{len} is over 128"));
+            } else if len == 0 {
+                // The kernel refuses an IPv6 persistence prefix of 0 (ip_vs_add_service).
+                self.bad(
+                    format!("{path}.prefix_len"),
+                    "0 groups nothing: a prefix length goes from 1 to 128",
+                );
             }
         }
     }

@@ -2,6 +2,7 @@
 //! `director config` (in `config`) for configuration files.
 
 pub mod config;
+pub mod ipvs;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;

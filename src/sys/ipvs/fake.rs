@@ -22,6 +22,10 @@ pub struct FakeIpvs {
     pub daemons: Vec<SyncDaemon>,
     /// Every change made: "add service tcp 192.0.2.100:80 wlc", ...
     pub changes: Vec<String>,
+    /// Injected refusals: a change whose operation ("add destination 198.51.100.11 port 80
+    /// to tcp 192.0.2.100:80") contains the text is refused with the errno, as the kernel
+    /// refuses a direct-routing real server it has no route to.
+    pub refuse: Vec<(String, i32)>,
 }
 
 impl Default for FakeIpvs {
@@ -36,6 +40,7 @@ impl Default for FakeIpvs {
             },
             daemons: Vec::new(),
             changes: Vec::new(),
+            refuse: Vec::new(),
         }
     }
 }
@@ -46,6 +51,18 @@ fn refused(operation: String, errno: i32) -> IpvsError {
 }
 
 impl FakeIpvs {
+    /// The injected refusal of `operation`, if any.
+    fn injected(&self, operation: &str) -> Result<(), IpvsError> {
+        match self
+            .refuse
+            .iter()
+            .find(|(text, _)| operation.contains(text))
+        {
+            Some((_, errno)) => Err(refused(operation.to_string(), *errno)),
+            None => Ok(()),
+        }
+    }
+
     fn position(&self, key: &ServiceKey) -> Option<usize> {
         self.table.iter().position(|(e, _)| e.service.key == *key)
     }
@@ -113,6 +130,7 @@ impl Ipvs for FakeIpvs {
 
     fn add_service(&mut self, service: &Service) -> Result<(), IpvsError> {
         let operation = format!("add service {}", service.key);
+        self.injected(&operation)?;
         Self::check_service(service, &operation)?;
         if self.position(&service.key).is_none() {
             let entry = ServiceEntry {
@@ -128,6 +146,7 @@ impl Ipvs for FakeIpvs {
 
     fn edit_service(&mut self, service: &Service) -> Result<(), IpvsError> {
         let operation = format!("edit service {}", service.key);
+        self.injected(&operation)?;
         let index = self.service_index(&service.key, &operation)?;
         Self::check_service(service, &operation)?;
         if let Some((entry, _)) = self.table.get_mut(index) {
@@ -139,6 +158,7 @@ impl Ipvs for FakeIpvs {
     }
 
     fn remove_service(&mut self, service: &ServiceKey) -> Result<(), IpvsError> {
+        self.injected(&format!("remove service {service}"))?;
         if let Some(index) = self.position(service) {
             self.table.remove(index);
             self.changes.push(format!("remove service {service}"));
@@ -155,6 +175,7 @@ impl Ipvs for FakeIpvs {
             "add destination {} port {} to {service}",
             destination.address, destination.port
         );
+        self.injected(&operation)?;
         let index = self.service_index(service, &operation)?;
         Self::check_destination(service, destination, &operation)?;
         let Some((_, destinations)) = self.table.get_mut(index) else {
@@ -186,6 +207,7 @@ impl Ipvs for FakeIpvs {
             "edit destination {} port {} of {service}",
             destination.address, destination.port
         );
+        self.injected(&operation)?;
         let index = self.service_index(service, &operation)?;
         Self::check_destination(service, destination, &operation)?;
         let entry = self.table.get_mut(index).and_then(|(_, destinations)| {
@@ -209,6 +231,9 @@ impl Ipvs for FakeIpvs {
         address: IpAddr,
         port: u16,
     ) -> Result<(), IpvsError> {
+        self.injected(&format!(
+            "remove destination {address} port {port} from {service}"
+        ))?;
         let Some(index) = self.position(service) else {
             return Ok(());
         };
@@ -254,6 +279,7 @@ impl Ipvs for FakeIpvs {
     }
 
     fn set_timeouts(&mut self, timeouts: &Timeouts) -> Result<(), IpvsError> {
+        self.injected("set timeouts")?;
         // As ip_vs_set_timeout: 0 leaves a timeout as it is.
         let keep = |new: u32, old: u32| if new == 0 { old } else { new };
         self.timeouts = Timeouts {

@@ -1,0 +1,280 @@
+//! Rounds of reconciliation: a full round reads the kernel's table, an incremental one plans
+//! against the table it applied last (a configuration change costs only its difference). A
+//! round that did not apply cleanly is never taken for done: the next one is a full round,
+//! which reads the kernel again and so retries exactly what is still missing or different.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::{desired_with, plan, record, wanted_timeouts, NoOverrides, Overrides};
+use crate::config::Config;
+use crate::sys::ipvs::{Change, Ipvs, IpvsError, ServiceKey, TableEntry, Timeouts};
+
+/// Which kind of round ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Round {
+    /// The kernel's table was read.
+    Full,
+    /// Planned against the table applied last.
+    Incremental,
+}
+
+/// A change the kernel refused, with its error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub change: Change,
+    pub error: IpvsError,
+}
+
+impl fmt::Display for Failure {
+    /// "edit real server 192.0.2.21:80 (weight 3) of tcp 192.0.2.100:80: No such file ...".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.change, self.error.message)
+    }
+}
+
+/// What a round did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub round: Round,
+    /// The changes the kernel accepted, in order.
+    pub applied: Vec<Change>,
+    /// The changes it refused.
+    pub failed: Vec<Failure>,
+    /// Services that are not the director's, left alone.
+    pub foreign: Vec<ServiceKey>,
+    /// Anything else that went wrong: the table or the timeouts could not be read or set, the
+    /// ownership record could not be read or written.
+    pub problems: Vec<String>,
+    /// The round did not finish cleanly: run a full round again soon.
+    pub retry: bool,
+}
+
+impl Outcome {
+    fn new(round: Round) -> Outcome {
+        Outcome {
+            round,
+            applied: Vec::new(),
+            failed: Vec::new(),
+            foreign: Vec::new(),
+            problems: Vec::new(),
+            retry: false,
+        }
+    }
+
+    /// "not the director's: tcp 192.0.2.50:80, left alone", one per foreign service.
+    pub fn foreign_lines(&self) -> Vec<String> {
+        self.foreign
+            .iter()
+            .map(|key| format!("not the director's: {key}, left alone"))
+            .collect()
+    }
+}
+
+/// What was applied last, when it applied cleanly.
+struct Applied {
+    table: Vec<TableEntry>,
+    owns_table: bool,
+    timeouts: Option<Timeouts>,
+}
+
+/// The state between rounds: where the ownership record lives, what it says, and what was
+/// applied last.
+pub struct Reconciler {
+    record: PathBuf,
+    /// Read from the record on the first round, then kept here and written after changes.
+    owned: Option<HashSet<ServiceKey>>,
+    /// The record on disk is older than `owned` (a write failed).
+    record_stale: bool,
+    /// `None` until a round applied cleanly, and after every round that did not.
+    last: Option<Applied>,
+    foreign: Vec<ServiceKey>,
+}
+
+impl Reconciler {
+    pub fn new(record: &Path) -> Reconciler {
+        Reconciler {
+            record: record.to_path_buf(),
+            owned: None,
+            record_stale: false,
+            last: None,
+            foreign: Vec::new(),
+        }
+    }
+
+    /// The services the director holds as its own.
+    pub fn owned(&self) -> Option<&HashSet<ServiceKey>> {
+        self.owned.as_ref()
+    }
+
+    /// Reads the kernel's table and makes it what `config` asks for.
+    pub fn full(&mut self, ipvs: &mut dyn Ipvs, config: &Config) -> Outcome {
+        self.full_with(ipvs, config, &NoOverrides)
+    }
+
+    /// `full`, with the health checks' say on each real server.
+    pub fn full_with(
+        &mut self,
+        ipvs: &mut dyn Ipvs,
+        config: &Config,
+        overrides: &dyn Overrides,
+    ) -> Outcome {
+        let mut outcome = Outcome::new(Round::Full);
+        self.last = None;
+        let actual = match ipvs.table() {
+            Ok(table) => table,
+            Err(e) => {
+                outcome
+                    .problems
+                    .push(format!("cannot read the IPVS table: {e}"));
+                outcome.foreign = self.foreign.clone();
+                outcome.retry = true;
+                return outcome;
+            }
+        };
+        let timeouts = wanted_timeouts(config);
+        if let Some(wanted) = timeouts {
+            self.set_timeouts(ipvs, wanted, &mut outcome);
+        }
+        self.round(ipvs, config, overrides, &actual, timeouts, outcome)
+    }
+
+    /// Makes the kernel's table what `config` asks for, planning against the table applied
+    /// last; a full round when there is none or the last round did not apply cleanly.
+    pub fn incremental(&mut self, ipvs: &mut dyn Ipvs, config: &Config) -> Outcome {
+        self.incremental_with(ipvs, config, &NoOverrides)
+    }
+
+    /// `incremental`, with the health checks' say on each real server.
+    pub fn incremental_with(
+        &mut self,
+        ipvs: &mut dyn Ipvs,
+        config: &Config,
+        overrides: &dyn Overrides,
+    ) -> Outcome {
+        let owns_table = config.network.ipvs.owns_table;
+        let last = match self.last.take() {
+            // Taking the whole table over needs to see the foreign services: a full round.
+            Some(last) if last.owns_table == owns_table => last,
+            _ => return self.full_with(ipvs, config, overrides),
+        };
+        let mut outcome = Outcome::new(Round::Incremental);
+        let timeouts = wanted_timeouts(config);
+        if let Some(wanted) = timeouts.filter(|t| Some(*t) != last.timeouts) {
+            self.set_timeouts(ipvs, wanted, &mut outcome);
+        }
+        self.round(ipvs, config, overrides, &last.table, timeouts, outcome)
+    }
+
+    /// Plans against `actual`, applies in one batch, and keeps the record and the state.
+    fn round(
+        &mut self,
+        ipvs: &mut dyn Ipvs,
+        config: &Config,
+        overrides: &dyn Overrides,
+        actual: &[TableEntry],
+        timeouts: Option<Timeouts>,
+        mut outcome: Outcome,
+    ) -> Outcome {
+        let owns_table = config.network.ipvs.owns_table;
+        let desired = desired_with(config, overrides);
+        let mut owned = match self.owned.take() {
+            Some(owned) => owned,
+            None => {
+                let (owned, problems) = record::load(&self.record);
+                // Rewrite a damaged record, without the lines that could not be read.
+                self.record_stale |= !problems.is_empty();
+                outcome.problems.extend(problems);
+                owned
+            }
+        };
+        let before = owned.clone();
+        let plan = plan(&desired, actual, &owned, owns_table);
+        let results = ipvs.apply(&plan.changes);
+
+        let present: HashSet<ServiceKey> = actual.iter().map(|(e, _)| e.service.key).collect();
+        let wanted = desired.keys();
+        // Forget what is gone; a desired service that was there already is the director's
+        // now (it manages it, and removes it when the configuration drops it).
+        owned.retain(|key| present.contains(key) || wanted.contains(key));
+        owned.extend(present.intersection(&wanted).copied());
+        let mut results = results.into_iter();
+        for change in plan.changes {
+            let result = results.next().unwrap_or_else(|| {
+                Err(IpvsError::new(
+                    change.to_string(),
+                    None,
+                    "the IPVS client gave no result for this change",
+                ))
+            });
+            match result {
+                Ok(()) => {
+                    match &change {
+                        Change::AddService(service) => {
+                            owned.insert(service.key);
+                        }
+                        Change::RemoveService(key) => {
+                            owned.remove(key);
+                        }
+                        _ => {}
+                    }
+                    outcome.applied.push(change);
+                }
+                Err(error) => outcome.failed.push(Failure { change, error }),
+            }
+        }
+
+        if owned != before || self.record_stale {
+            match record::save(&self.record, &owned) {
+                Ok(()) => self.record_stale = false,
+                Err(e) => {
+                    self.record_stale = true;
+                    outcome.problems.push(format!(
+                        "cannot write the IPVS ownership record {}: {e}",
+                        self.record.display()
+                    ));
+                }
+            }
+        }
+        self.owned = Some(owned);
+
+        if outcome.round == Round::Full {
+            self.foreign = plan.foreign;
+        }
+        outcome.foreign = self.foreign.clone();
+        outcome.retry = !outcome.failed.is_empty() || !outcome.problems.is_empty();
+        // Only a clean round is a base for the next incremental one; otherwise the next round
+        // reads the kernel again and retries what failed.
+        self.last = (!outcome.retry).then(|| Applied {
+            table: desired.entries(),
+            owns_table,
+            timeouts,
+        });
+        outcome
+    }
+
+    /// Sets the timeouts the configuration has when the kernel's differ (0 leaves one as is).
+    fn set_timeouts(&mut self, ipvs: &mut dyn Ipvs, wanted: Timeouts, outcome: &mut Outcome) {
+        let current = match ipvs.timeouts() {
+            Ok(current) => current,
+            Err(e) => {
+                outcome
+                    .problems
+                    .push(format!("cannot read the IPVS timeouts: {e}"));
+                return;
+            }
+        };
+        let differs = |want: u32, have: u32| want != 0 && want != have;
+        if differs(wanted.tcp, current.tcp)
+            || differs(wanted.tcp_fin, current.tcp_fin)
+            || differs(wanted.udp, current.udp)
+        {
+            if let Err(e) = ipvs.set_timeouts(&wanted) {
+                outcome
+                    .problems
+                    .push(format!("cannot set the IPVS timeouts: {e}"));
+            }
+        }
+    }
+}
