@@ -20,6 +20,9 @@ commands:
   log [N]     the daemon's recent log lines (the last N)
   net         interfaces, addresses, routes and settings, and what differs from the configuration
   net apply   apply the network part of the configuration now (only the difference)
+  ipvs [--stats|--rate|--json]
+              the kernel's IPVS table, as `ipvsadm -Ln` (with --stats, --rate) shows it
+  ipvs apply  read the kernel's IPVS table back and correct what differs from the configuration
 ";
 
 pub fn run(args: &[String]) -> ExitCode {

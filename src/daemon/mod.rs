@@ -3,6 +3,7 @@
 //! ready, and stops cleanly on SIGTERM; the network, IPVS, health checks, the pair and the
 //! admin endpoint join it in their own modules, each subscribing to the configuration.
 
+pub mod balancer;
 pub mod configuration;
 pub mod network;
 
@@ -18,9 +19,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
 
 use crate::control::{self, Request};
+use crate::ctl::ipvs::View;
 use crate::logging::{self, ConsoleLogger};
 use crate::sys::rtnl::{KernelRtnl, LinkMonitor};
 use crate::sys::sysctl::ProcSys;
+use balancer::Balancer;
 use configuration::Configuration;
 use network::Network;
 
@@ -39,6 +42,8 @@ struct Options {
     provision: PathBuf,
     /// The record of addresses and routes the director added.
     managed: PathBuf,
+    /// The record of the IPVS services the director created.
+    ipvs_record: PathBuf,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -47,6 +52,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut data = PathBuf::from(DATA_DIR);
     let mut provision = PathBuf::from(PROVISION_DIR);
     let mut managed = PathBuf::from(network::MANAGED_FILE);
+    let mut ipvs_record = PathBuf::from(balancer::RECORD_FILE);
     let mut words = args.iter();
     while let Some(word) = words.next() {
         match word.as_str() {
@@ -57,6 +63,9 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             }
             "--network-record" => {
                 managed = PathBuf::from(words.next().ok_or("--network-record needs a file")?)
+            }
+            "--ipvs-record" => {
+                ipvs_record = PathBuf::from(words.next().ok_or("--ipvs-record needs a file")?)
             }
             "--log" => level = Some(words.next().ok_or("--log needs a level")?.clone()),
             other => return Err(format!("unexpected argument '{other}'")),
@@ -74,6 +83,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         data,
         provision,
         managed,
+        ipvs_record,
     })
 }
 
@@ -115,6 +125,7 @@ struct Shared {
     configuration: Mutex<Configuration>,
     /// `None` when rtnetlink could not be opened (logged at start).
     network: Option<Arc<Mutex<Network>>>,
+    balancer: Arc<Mutex<Balancer>>,
 }
 
 async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), String> {
@@ -140,11 +151,14 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
             Err(e) => error!("network: link events unavailable: {e}"),
         }
     }
+    let balancer = Arc::new(Mutex::new(Balancer::new(&options.ipvs_record)));
+    tokio::spawn(keep_ipvs(configuration.subscribe(), balancer.clone()));
     let shared = Arc::new(Shared {
         logger,
         started,
         configuration: Mutex::new(configuration),
         network,
+        balancer,
     });
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
@@ -237,6 +251,60 @@ async fn keep_network(
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
             _ = reapply.notified() => {}
+        }
+    }
+}
+
+/// Keeps the kernel's IPVS table equal to the configuration in force: a full round first, an
+/// incremental one for each change, a full one again after a failure (with back-off from 1 s
+/// to 30 s) and every `balancer::FULL_EVERY`.
+async fn keep_ipvs(
+    mut changes: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
+    balancer: Arc<Mutex<Balancer>>,
+) {
+    const RETRY_FIRST: Duration = Duration::from_secs(1);
+    const RETRY_MAX: Duration = Duration::from_secs(30);
+    wait_for_modules().await;
+    let mut full = true;
+    let mut retry_delay = RETRY_FIRST;
+    let mut next_full = Instant::now();
+    loop {
+        let config = changes.borrow_and_update().clone();
+        let shared = balancer.clone();
+        let ran_full = full;
+        let round = tokio::task::spawn_blocking(move || match shared.lock() {
+            Ok(mut balancer) => balancer.round(&config, ran_full).map(|o| o.retry),
+            Err(_) => Err("the IPVS service failed earlier; restart the daemon".to_string()),
+        })
+        .await;
+        let retry = match round {
+            Ok(Ok(retry)) => retry,
+            Ok(Err(_)) => true,
+            Err(e) => {
+                error!("ipvs: round failed: {e}");
+                true
+            }
+        };
+        let now = Instant::now();
+        let wait = if retry {
+            let wait = retry_delay;
+            retry_delay = (retry_delay * 2).min(RETRY_MAX);
+            wait
+        } else {
+            retry_delay = RETRY_FIRST;
+            if ran_full {
+                next_full = now + balancer::FULL_EVERY;
+            }
+            next_full.saturating_duration_since(now)
+        };
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                full = false;
+            }
+            _ = tokio::time::sleep(wait) => full = true,
         }
     }
 }
@@ -397,6 +465,31 @@ fn execute(request: &Request, shared: &Shared) -> Result<String, String> {
                     out.push_str("nothing to do: the network matches the configuration\n");
                 }
                 Ok(out)
+            }
+        }
+        ["ipvs", rest @ ..] => {
+            let mut balancer = shared
+                .balancer
+                .lock()
+                .map_err(|_| "the IPVS service failed earlier; restart the daemon")?;
+            match rest {
+                [] => balancer.show(Some(View::Plain)),
+                ["--stats"] => balancer.show(Some(View::Stats)),
+                ["--rate"] => balancer.show(Some(View::Rate)),
+                ["--json"] => balancer.show(None),
+                ["apply"] => {
+                    let config = match shared.configuration.lock() {
+                        Ok(configuration) => configuration.in_force(),
+                        Err(_) => return Err("the configuration service failed earlier".into()),
+                    };
+                    balancer
+                        .round(&config, true)
+                        .map(|outcome| balancer::describe(&outcome))
+                }
+                other => Err(format!(
+                    "ipvs: unknown option '{}' (ipvs [--stats|--rate|--json] | ipvs apply)",
+                    other.join(" ")
+                )),
             }
         }
         ["config", ..] => match shared.configuration.lock() {
