@@ -529,3 +529,301 @@ fn hostile_input_gives_errors_never_panics() {
         }
     }
 }
+
+/// The captures of scripts/capture-ipvs: (ipvsadm's arguments, [(direction, payload)]), the
+/// direction '>' for what ipvsadm sent, '<' for what the kernel answered, '!' for a refusal
+/// (its errno's name as the payload's text).
+fn captures() -> Vec<(String, Vec<(char, Vec<u8>)>)> {
+    let mut out: Vec<(String, Vec<(char, Vec<u8>)>)> = Vec::new();
+    for line in include_str!("captures.txt").lines() {
+        if let Some(command) = line.strip_prefix("# ipvsadm ") {
+            out.push((command.to_string(), Vec::new()));
+        } else if let (Some((_, messages)), Some((direction, rest))) =
+            (out.last_mut(), line.split_once(' '))
+        {
+            let direction = direction.chars().next().expect("a direction");
+            let bytes = if direction == '!' {
+                rest.as_bytes().to_vec()
+            } else {
+                (0..rest.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&rest[i..i + 2], 16).expect("hex"))
+                    .collect()
+            };
+            messages.push((direction, bytes));
+        }
+    }
+    out
+}
+
+/// What ipvsadm sent for `command`, past its GET_INFO (every ipvsadm run asks for it first).
+fn sent(command: &str) -> Vec<Vec<u8>> {
+    let captures = captures();
+    let (_, messages) = captures
+        .iter()
+        .find(|(c, _)| c == command)
+        .unwrap_or_else(|| panic!("no capture of ipvsadm {command}"));
+    messages
+        .iter()
+        .filter(|(d, m)| *d == '>' && m.first() != Some(&CMD_GET_INFO))
+        .map(|(_, m)| m.clone())
+        .collect()
+}
+
+fn answered(command: &str) -> Vec<(char, Vec<u8>)> {
+    let captures = captures();
+    let (_, messages) = captures
+        .iter()
+        .find(|(c, _)| c == command)
+        .unwrap_or_else(|| panic!("no capture of ipvsadm {command}"));
+    // Past the answer to GET_INFO.
+    messages
+        .iter()
+        .filter(|(d, m)| *d != '>' && m.first() != Some(&CMD_SET_INFO))
+        .cloned()
+        .collect()
+}
+
+fn tcp(address: &str, port: u16) -> ServiceKey {
+    ServiceKey::Address {
+        protocol: Protocol::Tcp,
+        address: address.parse().unwrap(),
+        port,
+    }
+}
+
+fn destination(address: &str, port: u16, forwarding: Forwarding, weight: u32) -> Destination {
+    Destination {
+        address: address.parse().unwrap(),
+        port,
+        forwarding,
+        weight,
+        upper_threshold: 0,
+        lower_threshold: 0,
+    }
+}
+
+#[test]
+fn what_ipvsadm_sent_the_kernel_reads_as_we_read_it_and_we_write_the_same() {
+    let dns6 = ServiceKey::Address {
+        protocol: Protocol::Udp,
+        address: "2001:db8::100".parse().unwrap(),
+        port: 53,
+    };
+    let mark7 = ServiceKey::Fwmark {
+        family: Family::V4,
+        mark: 7,
+    };
+    let web = tcp("192.0.2.100", 80);
+    let expected = [
+        (
+            "-A -t 192.0.2.100:80 -s wrr",
+            Request::NewService(Service::new(web, "wrr")),
+        ),
+        (
+            "-a -t 192.0.2.100:80 -r 192.0.2.21:80 -g -w 3",
+            Request::NewDestination(web, destination("192.0.2.21", 80, Forwarding::Route, 3)),
+        ),
+        (
+            "-A -u [2001:db8::100]:53 -s sh -b sh-fallback,sh-port",
+            Request::NewService(Service {
+                flags: Service::SH_FALLBACK | Service::SH_PORT,
+                ..Service::new(dns6, "sh")
+            }),
+        ),
+        (
+            "-a -u [2001:db8::100]:53 -r [2001:db8::21]:53 -m -w 2 -x 100 -y 50",
+            Request::NewDestination(
+                dns6,
+                Destination {
+                    upper_threshold: 100,
+                    lower_threshold: 50,
+                    ..destination("2001:db8::21", 53, Forwarding::Masquerade, 2)
+                },
+            ),
+        ),
+        (
+            "-A -f 7 -s rr -p 300 -M 255.255.255.0",
+            Request::NewService(Service {
+                flags: Service::PERSISTENT,
+                timeout: 300,
+                netmask: 24,
+                ..Service::new(mark7, "rr")
+            }),
+        ),
+        (
+            "-a -f 7 -r 192.0.2.22:0 -i -w 1",
+            Request::NewDestination(
+                mark7,
+                destination("192.0.2.22", 0, Forwarding::Tunnel(Tunnel::default()), 1),
+            ),
+        ),
+        (
+            "-A -f 8 -6 -s lc -p 60 -M 64",
+            Request::NewService(Service {
+                flags: Service::PERSISTENT,
+                timeout: 60,
+                netmask: 64,
+                ..Service::new(
+                    ServiceKey::Fwmark {
+                        family: Family::V6,
+                        mark: 8,
+                    },
+                    "lc",
+                )
+            }),
+        ),
+        (
+            "-E -t 192.0.2.100:80 -s wlc",
+            Request::SetService(Service::new(web, "wlc")),
+        ),
+        (
+            "-e -t 192.0.2.100:80 -r 192.0.2.21:80 -g -w 5",
+            Request::SetDestination(web, destination("192.0.2.21", 80, Forwarding::Route, 5)),
+        ),
+        (
+            "-d -t 192.0.2.100:80 -r 192.0.2.23:80",
+            Request::DelDestination {
+                service: web,
+                address: "192.0.2.23".parse().unwrap(),
+                port: 80,
+            },
+        ),
+        (
+            "--set 900 120 300",
+            Request::SetConfig(Timeouts {
+                tcp: 900,
+                tcp_fin: 120,
+                udp: 300,
+            }),
+        ),
+        (
+            "--start-daemon master --mcast-interface eth1 --syncid 7",
+            Request::NewDaemon(SyncDaemon {
+                state: SyncState::Master,
+                interface: "eth1".into(),
+                sync_id: 7,
+            }),
+        ),
+        ("-Z", Request::Zero(None)),
+        (
+            "-D -f 8",
+            Request::DelService(ServiceKey::Fwmark {
+                family: Family::V4,
+                mark: 8,
+            }),
+        ),
+    ];
+    for (command, request) in expected {
+        let sent = sent(command);
+        assert_eq!(sent.len(), 1, "ipvsadm {command}: {sent:?}");
+        assert_eq!(
+            Request::decode(&sent[0]).as_ref(),
+            Ok(&request),
+            "ipvsadm {command}"
+        );
+        let ours = request.encode().expect("encode");
+        assert_eq!(Request::decode(&ours).as_ref(), Ok(&request), "{command}");
+        // The same command, version and first-level attribute kinds as ipvsadm.
+        assert_eq!(ours[..2], sent[0][..2], "{command}");
+    }
+}
+
+#[test]
+fn what_the_kernel_answered_reads_back() {
+    // GET_INFO, which every ipvsadm run asks first: 1.2.1, a 4096-entry connection table.
+    let captures = captures();
+    let info = captures[0]
+        .1
+        .iter()
+        .find(|(d, m)| *d == '<' && m.first() == Some(&CMD_SET_INFO))
+        .expect("an answer to GET_INFO");
+    assert_eq!(
+        decode_info_reply(&info.1),
+        Ok(Info {
+            version: 0x010201,
+            connection_table_size: 4096,
+        })
+    );
+
+    // The whole table (ipvsadm -Ln --stats): services in the kernel's order, then the real
+    // servers of each.
+    let answers = answered("-Ln --stats");
+    let services: Vec<ServiceEntry> = answers
+        .iter()
+        .filter(|(_, m)| m.first() == Some(&CMD_NEW_SERVICE))
+        .map(|(_, m)| decode_service_reply(m).expect("a service"))
+        .collect();
+    let keys: Vec<String> = services
+        .iter()
+        .map(|s| format!("{} {}", s.service.key, s.service.scheduler))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "udp [2001:db8::100]:53 sh",
+            "tcp 192.0.2.100:80 wlc",
+            "fwmark 7 rr",
+            "fwmark 8 (IPv6) lc"
+        ]
+    );
+    assert_eq!(
+        services[0].service.flags,
+        Service::SH_FALLBACK | Service::SH_PORT
+    );
+    assert_eq!(services[0].service.netmask, 128);
+    assert_eq!(
+        (services[2].service.flags, services[2].service.timeout),
+        (Service::PERSISTENT, 300)
+    );
+    assert_eq!(services[2].service.netmask, 24);
+    assert_eq!(services[3].service.netmask, 64);
+    assert!(services.iter().all(|s| s.stats == Stats::default()));
+
+    let destinations: Vec<DestinationEntry> = answers
+        .iter()
+        .filter(|(_, m)| m.first() == Some(&CMD_NEW_DEST))
+        .zip([Family::V4, Family::V6, Family::V4])
+        .map(|((_, m), family)| decode_destination_reply(m, family).expect("a real server"))
+        .collect();
+    assert_eq!(
+        destinations
+            .iter()
+            .map(|d| d.destination.clone())
+            .collect::<Vec<_>>(),
+        [
+            destination("192.0.2.21", 80, Forwarding::Route, 5),
+            Destination {
+                upper_threshold: 100,
+                lower_threshold: 50,
+                ..destination("2001:db8::21", 53, Forwarding::Masquerade, 2)
+            },
+            destination("192.0.2.22", 0, Forwarding::Tunnel(Tunnel::default()), 1),
+        ]
+    );
+
+    // The timeouts and the sync daemon as set before.
+    let timeouts = answered("-L --timeout");
+    assert_eq!(
+        decode_config_reply(&timeouts[0].1),
+        Ok(Timeouts {
+            tcp: 900,
+            tcp_fin: 120,
+            udp: 300,
+        })
+    );
+    let daemons = answered("-L --daemon");
+    assert_eq!(
+        decode_daemon_reply(&daemons[0].1),
+        Ok(SyncDaemon {
+            state: SyncState::Master,
+            interface: "eth1".into(),
+            sync_id: 7,
+        })
+    );
+
+    // Removing an IPv4 firewall-mark service that exists only as IPv6: refused, ESRCH.
+    assert!(answered("-D -f 8")
+        .iter()
+        .any(|(d, m)| *d == '!' && m == b"ESRCH"));
+}
