@@ -533,8 +533,10 @@ fn hostile_input_gives_errors_never_panics() {
 /// The captures of scripts/capture-ipvs: (ipvsadm's arguments, [(direction, payload)]), the
 /// direction '>' for what ipvsadm sent, '<' for what the kernel answered, '!' for a refusal
 /// (its errno's name as the payload's text).
-fn captures() -> Vec<(String, Vec<(char, Vec<u8>)>)> {
-    let mut out: Vec<(String, Vec<(char, Vec<u8>)>)> = Vec::new();
+type Captured = (char, Vec<u8>);
+
+fn captures() -> Vec<(String, Vec<Captured>)> {
+    let mut out: Vec<(String, Vec<Captured>)> = Vec::new();
     for line in include_str!("captures.txt").lines() {
         if let Some(command) = line.strip_prefix("# ipvsadm ") {
             out.push((command.to_string(), Vec::new()));
@@ -570,7 +572,7 @@ fn sent(command: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn answered(command: &str) -> Vec<(char, Vec<u8>)> {
+fn answered(command: &str) -> Vec<Captured> {
     let captures = captures();
     let (_, messages) = captures
         .iter()
