@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// Where the daemon listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/director/control.sock";
 /// Longest request accepted, body included.
-pub const MAX_REQUEST: usize = 1 << 20;
+pub const MAX_REQUEST: usize = 16 << 20;
 
 /// One request to the daemon.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

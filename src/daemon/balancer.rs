@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
@@ -52,7 +53,7 @@ impl Balancer {
     }
 
     /// One round, logged: what changed, what failed (with its entry), what is not ours.
-    pub fn round(&mut self, config: &Config, full: bool) -> Result<Outcome, String> {
+    pub fn round(&mut self, config: &Arc<Config>, full: bool) -> Result<Outcome, String> {
         let start = Instant::now();
         let first = self.rounds == 0;
         if let Err(e) = self.client() {
@@ -65,11 +66,7 @@ impl Balancer {
         let Some(ipvs) = ipvs.as_deref_mut() else {
             return Err("IPVS unavailable".into());
         };
-        let outcome = if full {
-            reconciler.full(ipvs, config)
-        } else {
-            reconciler.incremental(ipvs, config)
-        };
+        let outcome = reconciler.round_from(ipvs, config, full);
         self.rounds += 1;
         let elapsed = start.elapsed();
         for failure in &outcome.failed {
@@ -96,11 +93,17 @@ impl Balancer {
             } else {
                 "NOT fully in force (retrying)"
             };
+            let parts: Vec<String> = outcome
+                .timings
+                .iter()
+                .map(|(what, took)| format!("{what} {:.1}", took.as_secs_f64() * 1000.0))
+                .collect();
             info!(
-                "ipvs: table {verdict}: {services} virtual server(s); {} change(s) applied, {} failed ({kind} round, {:.1} ms)",
+                "ipvs: table {verdict}: {services} virtual server(s); {} change(s) applied, {} failed ({kind} round, {:.1} ms: {})",
                 outcome.applied.len(),
                 outcome.failed.len(),
-                elapsed.as_secs_f64() * 1000.0
+                elapsed.as_secs_f64() * 1000.0,
+                parts.join(", ")
             );
         }
         Ok(outcome)

@@ -3,11 +3,16 @@
 //! round that did not apply cleanly is never taken for done: the next one is a full round,
 //! which reads the kernel again and so retries exactly what is still missing or different.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
 
-use super::{desired_with, plan, record, wanted_timeouts, NoOverrides, Overrides};
+use super::{
+    desired_with, destinations_of, plan, record, service_of, wanted_timeouts, NoOverrides,
+    Overrides, Table, Wanted,
+};
 use crate::config::Config;
 use crate::sys::ipvs::{Change, Ipvs, IpvsError, ServiceKey, TableEntry, Timeouts};
 
@@ -49,6 +54,8 @@ pub struct Outcome {
     pub problems: Vec<String>,
     /// The round did not finish cleanly: run a full round again soon.
     pub retry: bool,
+    /// Where the round's time went: ("read", ...), ("plan", ...), ("apply", ...).
+    pub timings: Vec<(&'static str, std::time::Duration)>,
 }
 
 impl Outcome {
@@ -60,6 +67,7 @@ impl Outcome {
             foreign: Vec::new(),
             problems: Vec::new(),
             retry: false,
+            timings: Vec::new(),
         }
     }
 
@@ -90,7 +98,15 @@ pub struct Reconciler {
     /// `None` until a round applied cleanly, and after every round that did not.
     last: Option<Applied>,
     foreign: Vec<ServiceKey>,
+    /// The configuration `last` was made from, when known (`round_from`), and where each
+    /// service is in `last.table`: a change to a few virtual servers is then planned from
+    /// those alone.
+    last_config: Option<Arc<Config>>,
+    index: Option<HashMap<ServiceKey, usize>>,
 }
+
+/// Above this many changed virtual servers a round plans over the whole table.
+const FEW: usize = 64;
 
 impl Reconciler {
     pub fn new(record: &Path) -> Reconciler {
@@ -100,7 +116,177 @@ impl Reconciler {
             record_stale: false,
             last: None,
             foreign: Vec::new(),
+            last_config: None,
+            index: None,
         }
+    }
+
+    /// A full round (`full`) or one for a configuration change: when only a few virtual
+    /// servers differ from the configuration applied last, the round looks at those alone
+    /// (comparing the configurations is the only work proportional to the table); otherwise
+    /// `incremental`. Without health overrides.
+    pub fn round_from(&mut self, ipvs: &mut dyn Ipvs, config: &Arc<Config>, full: bool) -> Outcome {
+        let outcome = match (full, self.few(ipvs, config)) {
+            (false, Some(outcome)) => outcome,
+            _ => {
+                self.index = None;
+                if full {
+                    self.full(ipvs, config)
+                } else {
+                    self.incremental(ipvs, config)
+                }
+            }
+        };
+        self.last_config = self.last.as_ref().map(|_| config.clone());
+        if self.last.is_none() {
+            self.index = None;
+        }
+        outcome
+    }
+
+    /// The round for a change to at most `FEW` virtual servers, or `None` when it does not
+    /// apply (nothing applied cleanly yet, other IPVS settings, virtual servers added or
+    /// removed, many changed).
+    fn few(&mut self, ipvs: &mut dyn Ipvs, config: &Arc<Config>) -> Option<Outcome> {
+        let previous = self.last_config.as_ref()?;
+        let last = self.last.as_mut()?;
+        if previous.network.ipvs != config.network.ipvs {
+            return None;
+        }
+        let (old, new) = (&previous.virtual_servers, &config.virtual_servers);
+        if old.len() != new.len() {
+            return None;
+        }
+        let start = Instant::now();
+        let changed: Vec<usize> = old
+            .iter()
+            .zip(new)
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .map(|(i, _)| i)
+            .take(FEW + 1)
+            .collect();
+        if changed.len() > FEW {
+            return None;
+        }
+        let owned = self.owned.as_mut()?;
+        let index = self.index.get_or_insert_with(|| {
+            last.table
+                .iter()
+                .enumerate()
+                .map(|(i, (entry, _))| (entry.service.key, i))
+                .collect()
+        });
+        let mut desired = Table::default();
+        let mut actual = Vec::new();
+        for &i in &changed {
+            let before = old.get(i).filter(|vs| vs.enabled).and_then(service_of);
+            if let Some(row) = before
+                .and_then(|s| index.get(&s.key))
+                .and_then(|&at| last.table.get(at))
+            {
+                actual.push(row.clone());
+            }
+            let Some(vs) = new.get(i).filter(|vs| vs.enabled) else {
+                continue;
+            };
+            if let Some(service) = service_of(vs) {
+                let destinations = destinations_of(vs, &service.key, &NoOverrides);
+                desired.services.push(Wanted {
+                    service,
+                    destinations,
+                });
+            }
+        }
+        // A service that is someone else's in the kernel needs the kernel's view of it.
+        if desired
+            .services
+            .iter()
+            .any(|w| self.foreign.contains(&w.service.key))
+        {
+            return None;
+        }
+        let mut outcome = Outcome::new(Round::Incremental);
+        let plan = plan(&desired, &actual, owned, config.network.ipvs.owns_table);
+        outcome.timings.push(("plan", start.elapsed()));
+        let start = Instant::now();
+        let results = ipvs.apply(&plan.changes);
+        outcome.timings.push(("apply", start.elapsed()));
+        let mut owned_changed = false;
+        let mut results = results.into_iter();
+        for change in plan.changes {
+            let result = results.next().unwrap_or_else(|| {
+                Err(IpvsError::new(
+                    change.to_string(),
+                    None,
+                    "the IPVS client gave no result for this change",
+                ))
+            });
+            match result {
+                Ok(()) => {
+                    owned_changed |= match &change {
+                        Change::AddService(service) => owned.insert(service.key),
+                        Change::RemoveService(key) => owned.remove(key),
+                        _ => false,
+                    };
+                    outcome.applied.push(change);
+                }
+                Err(error) => outcome.failed.push(Failure { change, error }),
+            }
+        }
+        // A desired service that was there already is the director's now.
+        for wanted in &desired.services {
+            if actual
+                .iter()
+                .any(|(e, _)| e.service.key == wanted.service.key)
+            {
+                owned_changed |= owned.insert(wanted.service.key);
+            }
+        }
+        if owned_changed || self.record_stale {
+            match record::save(&self.record, owned) {
+                Ok(()) => self.record_stale = false,
+                Err(e) => {
+                    self.record_stale = true;
+                    outcome.problems.push(format!(
+                        "cannot write the IPVS ownership record {}: {e}",
+                        self.record.display()
+                    ));
+                }
+            }
+        }
+        outcome.foreign = self.foreign.clone();
+        outcome.retry = !outcome.failed.is_empty() || !outcome.problems.is_empty();
+        if outcome.retry {
+            self.last = None;
+            self.index = None;
+            return Some(outcome);
+        }
+        // The table applied is now the old one with these services replaced.
+        for (entry, _) in &actual {
+            let key = entry.service.key;
+            if let Some(at) = index.remove(&key) {
+                last.table.swap_remove(at);
+                if let Some((moved, _)) = last.table.get(at) {
+                    index.insert(moved.service.key, at);
+                }
+            }
+        }
+        for row in desired.entries() {
+            let key = row.0.service.key;
+            match index.get(&key) {
+                Some(&at) => {
+                    if let Some(slot) = last.table.get_mut(at) {
+                        *slot = row;
+                    }
+                }
+                None => {
+                    index.insert(key, last.table.len());
+                    last.table.push(row);
+                }
+            }
+        }
+        Some(outcome)
     }
 
     /// The services the director holds as its own.
@@ -122,7 +308,10 @@ impl Reconciler {
     ) -> Outcome {
         let mut outcome = Outcome::new(Round::Full);
         self.last = None;
-        let actual = match ipvs.table() {
+        let start = std::time::Instant::now();
+        let table = ipvs.table();
+        outcome.timings.push(("read", start.elapsed()));
+        let actual = match table {
             Ok(table) => table,
             Err(e) => {
                 outcome
@@ -178,6 +367,7 @@ impl Reconciler {
         mut outcome: Outcome,
     ) -> Outcome {
         let owns_table = config.network.ipvs.owns_table;
+        let start = std::time::Instant::now();
         let desired = desired_with(config, overrides);
         let mut owned = match self.owned.take() {
             Some(owned) => owned,
@@ -191,7 +381,10 @@ impl Reconciler {
         };
         let before = owned.clone();
         let plan = plan(&desired, actual, &owned, owns_table);
+        outcome.timings.push(("plan", start.elapsed()));
+        let start = std::time::Instant::now();
         let results = ipvs.apply(&plan.changes);
+        outcome.timings.push(("apply", start.elapsed()));
 
         let present: HashSet<ServiceKey> = actual.iter().map(|(e, _)| e.service.key).collect();
         let wanted = desired.keys();

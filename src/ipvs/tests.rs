@@ -717,3 +717,75 @@ fn one_weight_in_ten_thousand_services_is_one_edit() {
         ["edit destination 10.27.40.3 port 80 of tcp 10.27.40.1:80 weight 4"]
     );
 }
+
+/// 1,000 services with two real servers each.
+fn many(weight_of_v500: u32, v501_vip: &str) -> String {
+    let mut text = String::new();
+    for i in 0..1000 {
+        let vip = if i == 501 {
+            v501_vip.to_string()
+        } else {
+            format!("192.0.2.{}", i / 40 + 1)
+        };
+        let weight = if i == 500 { weight_of_v500 } else { 1 };
+        text.push_str(&format!(
+            "[[virtual_servers]]\nname = \"v{i}\"\nvip = \"{vip}\"\nport = {}\n\
+             real_servers = [{{ name = \"a\", address = \"198.51.100.1\", weight = {weight} }}, \
+             {{ name = \"b\", address = \"198.51.100.2\" }}]\n\n",
+            1000 + i % 40
+        ));
+    }
+    text
+}
+
+#[test]
+fn a_change_to_a_few_virtual_servers_is_planned_from_those_alone() {
+    let (mut reconciler, _scratch) = reconciler();
+    let mut ipvs = FakeIpvs::default();
+    let first = std::sync::Arc::new(config(&many(1, "192.0.2.13")));
+    let outcome = reconciler.round_from(&mut ipvs, &first, true);
+    assert_eq!(outcome.applied.len(), 3000);
+    assert!(!outcome.retry);
+
+    // One weight: one edit, without reading the kernel.
+    ipvs.changes.clear();
+    let second = std::sync::Arc::new(config(&many(7, "192.0.2.13")));
+    let outcome = reconciler.round_from(&mut ipvs, &second, false);
+    assert_eq!(outcome.round, Round::Incremental);
+    assert_eq!(outcome.applied.len(), 1, "{:?}", outcome.applied);
+    assert!(matches!(
+        &outcome.applied[0],
+        Change::EditDestination(key, d) if *key == tcp("192.0.2.13", 1020) && d.weight == 7
+    ));
+
+    // A new VIP for another one: its old service goes, the new one comes, and the record
+    // follows.
+    let third = std::sync::Arc::new(config(&many(7, "203.0.113.9")));
+    let outcome = reconciler.round_from(&mut ipvs, &third, false);
+    let applied: Vec<String> = outcome.applied.iter().map(ToString::to_string).collect();
+    assert_eq!(applied.len(), 4, "{applied:?}");
+    assert!(
+        applied[0].starts_with("add service tcp 203.0.113.9:1021"),
+        "{applied:?}"
+    );
+    assert!(
+        applied[3].starts_with("remove service tcp 192.0.2.13:1021"),
+        "{applied:?}"
+    );
+    let record = std::fs::read_to_string(_scratch.path().join("ipvs-managed")).unwrap();
+    assert!(record.contains("tcp 203.0.113.9 1021"), "{record}");
+    assert!(!record.contains("tcp 192.0.2.13 1021"), "{record}");
+
+    // The state it kept is the kernel's: a full round finds nothing to do, and another small
+    // change is again one edit.
+    let outcome = reconciler.round_from(&mut ipvs, &third, true);
+    assert!(outcome.applied.is_empty(), "{:?}", outcome.applied);
+    let fourth = std::sync::Arc::new(config(&many(2, "203.0.113.9")));
+    let outcome = reconciler.round_from(&mut ipvs, &fourth, false);
+    assert_eq!(outcome.applied.len(), 1);
+    assert_eq!(
+        kernel(&mut ipvs).len(),
+        1000,
+        "the kernel has every service once"
+    );
+}

@@ -46,6 +46,8 @@ pub struct Boot {
     pub mac_prefix: Option<String>,
     /// Boot the test image, with ipvsadm and strace (`qemu/run --test-tools`).
     pub test_tools: bool,
+    /// Guest memory in MiB (`qemu/run --memory`; its default otherwise).
+    pub memory: Option<u32>,
 }
 
 impl Boot {
@@ -100,6 +102,9 @@ impl Vm {
         }
         if boot.test_tools {
             command.arg("--test-tools");
+        }
+        if let Some(memory) = boot.memory {
+            command.arg("--memory").arg(memory.to_string());
         }
         if let Some(append) = &boot.append {
             command.arg("--append").arg(append);

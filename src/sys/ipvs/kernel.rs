@@ -30,8 +30,11 @@ const NLMSG_HDRLEN: usize = 16;
 /// SOL_NETLINK options: no copy of a refused request in its error answer; the ACKs of a batch
 /// stay small.
 const NETLINK_CAP_ACK: libc::c_int = 10;
-/// Changes sent in one datagram. Their ACKs must fit the receive buffer together.
-const BATCH: usize = 128;
+/// Requests sent in one datagram, at most; the refusals of all of them must fit the receive
+/// buffer together.
+const BATCH: usize = 1024;
+/// The size a datagram of requests stops growing at (the socket's send buffer is larger).
+const BATCH_BYTES: usize = 64 << 10;
 const RECEIVE_BUFFER: usize = 4 << 20;
 /// The largest datagram the kernel sends (a dump's part is at most a page or 32 KiB).
 const DATAGRAM: usize = 64 << 10;
@@ -56,30 +59,44 @@ impl KernelIpvs {
         let family = {
             let (router, _) = NlRouter::connect(NlFamily::Generic, None, Groups::empty())
                 .map_err(|e| IpvsError::new(operation, None, e.to_string()))?;
-            router.resolve_genl_family(wire::FAMILY_NAME).map_err(|e| {
-                IpvsError::new(
-                    operation,
-                    Some(libc::ENOENT),
-                    format!("{e} (is the ip_vs module loaded?)"),
-                )
-            })?
+            router
+                .resolve_genl_family(wire::FAMILY_NAME)
+                .map_err(|e| match e {
+                    neli::err::RouterError::Nlmsgerr(_) => IpvsError::new(
+                        operation,
+                        Some(libc::ENOENT),
+                        "the kernel has no IPVS family (is the ip_vs module loaded?)",
+                    ),
+                    other => IpvsError::new(operation, None, other.to_string()),
+                })?
         };
         let socket = NlSocket::connect(NlFamily::Generic, None, Groups::empty())
             .map_err(|e| io_error(operation, &e))?;
-        if socket.set_recv_buffer_size(RECEIVE_BUFFER).is_err() {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+        let int = |level: libc::c_int, option: libc::c_int, value: libc::c_int| {
+            // SAFETY: setsockopt reads an int from a valid pointer for the given length.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    level,
+                    option,
+                    &value as *const libc::c_int as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            }
+        };
+        // Room for the refusals of a whole batch: beyond net.core.rmem_max as root (FORCE),
+        // else as far as the limit allows.
+        if int(
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            RECEIVE_BUFFER as libc::c_int,
+        ) != 0
+            && socket.set_recv_buffer_size(RECEIVE_BUFFER).is_err()
+        {
             log::debug!("ipvs: the receive buffer stays at its default size");
         }
-        let one: libc::c_int = 1;
-        // SAFETY: setsockopt reads an int from a valid pointer for the given length.
-        unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&socket),
-                libc::SOL_NETLINK,
-                NETLINK_CAP_ACK,
-                &one as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
+        int(libc::SOL_NETLINK, NETLINK_CAP_ACK, 1);
         Ok(KernelIpvs {
             socket,
             family,
@@ -94,10 +111,13 @@ impl KernelIpvs {
     }
 
     /// Appends a netlink header and the request's payload to `out`; returns its sequence.
-    fn frame(&mut self, request: &Request, out: &mut Vec<u8>) -> Result<u32, String> {
+    fn frame(&mut self, request: &Request, ack: bool, out: &mut Vec<u8>) -> Result<u32, String> {
         let payload = request.encode().map_err(|e| e.to_string())?;
         let sequence = self.next_sequence();
-        let mut flags = NLM_F_REQUEST | NLM_F_ACK;
+        let mut flags = NLM_F_REQUEST;
+        if ack {
+            flags |= NLM_F_ACK;
+        }
         if request.is_dump() {
             flags |= NLM_F_DUMP;
         }
@@ -136,94 +156,103 @@ impl KernelIpvs {
         }
     }
 
-    /// Sends requests that are not dumps in datagrams of up to `BATCH` and collects, per
-    /// request, its answers (replies of a GET) or its refusal. `fine` says which errnos of a
-    /// request mean done (adding what exists, removing what is gone).
+    /// Sends requests that are not dumps, many to a datagram, and collects, per request, its
+    /// answers (the replies of a GET) or its refusal. Only the last request of a datagram asks
+    /// for an ACK: the kernel handles a datagram's requests in order and answers a request
+    /// without the ACK flag only when it refuses it, so the last one's ACK says that every
+    /// request before it that has no refusal is done. `fine` says which errnos of a request
+    /// mean done (adding what exists, removing what is gone); `name` names request `i` in an
+    /// error.
     fn transact(
         &mut self,
-        requests: &[(Request, String, &[i32])],
+        requests: &[(Request, &[i32])],
+        name: &dyn Fn(usize) -> String,
     ) -> Vec<Result<Vec<Vec<u8>>, IpvsError>> {
-        let mut results = Vec::with_capacity(requests.len());
-        for chunk in requests.chunks(BATCH) {
-            let mut bytes = Vec::new();
-            // Sequence -> index in `chunk`, for the requests that went out.
-            let mut pending: HashMap<u32, usize> = HashMap::new();
-            let mut answers: Vec<Option<Result<Vec<Vec<u8>>, IpvsError>>> =
-                (0..chunk.len()).map(|_| None).collect();
-            let mut replies: Vec<Vec<Vec<u8>>> = vec![Vec::new(); chunk.len()];
-            for (index, (request, operation, _)) in chunk.iter().enumerate() {
-                match self.frame(request, &mut bytes) {
+        let mut results: Vec<Result<Vec<Vec<u8>>, IpvsError>> = Vec::with_capacity(requests.len());
+        let mut next = 0;
+        while next < requests.len() {
+            // One datagram: requests next..end.
+            let mut bytes = Vec::with_capacity(BATCH_BYTES + 1024);
+            let mut sequences: Vec<Option<u32>> = Vec::new();
+            let first = next;
+            let mut answers: Vec<Option<Result<Vec<Vec<u8>>, IpvsError>>> = Vec::new();
+            while next < requests.len() && bytes.len() < BATCH_BYTES && next - first < BATCH {
+                let (request, _) = &requests[next];
+                let last = next + 1 == requests.len()
+                    || bytes.len() >= BATCH_BYTES - 1024
+                    || next + 1 - first == BATCH;
+                match self.frame(request, last, &mut bytes) {
                     Ok(sequence) => {
-                        pending.insert(sequence, index);
+                        sequences.push(Some(sequence));
+                        answers.push(None);
                     }
                     Err(message) => {
-                        answers[index] = Some(Err(IpvsError::new(
-                            operation.as_str(),
+                        sequences.push(None);
+                        answers.push(Some(Err(IpvsError::new(
+                            name(next),
                             Some(libc::EINVAL),
                             message,
-                        )));
+                        ))));
                     }
                 }
+                next += 1;
             }
-            if !pending.is_empty() {
-                let operation = chunk
-                    .first()
-                    .map(|(_, operation, _)| operation.clone())
-                    .unwrap_or_default();
-                if let Err(e) = self.send(&bytes, &operation) {
-                    for (_, index) in pending.drain() {
-                        answers[index] = Some(Err(IpvsError::new(
-                            chunk[index].1.as_str(),
-                            e.errno,
-                            e.message.clone(),
-                        )));
-                    }
-                }
-            }
-            while !pending.is_empty() {
+            let Some(last_sequence) = sequences.iter().rev().flatten().next().copied() else {
+                results.extend(answers.into_iter().flatten());
+                continue;
+            };
+            // The requests that went out, by sequence.
+            let index_of: HashMap<u32, usize> = sequences
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.map(|s| (s, i)))
+                .collect();
+            let mut replies: Vec<Vec<Vec<u8>>> = vec![Vec::new(); sequences.len()];
+            let mut lost: Option<IpvsError> = self.send(&bytes, "send IPVS requests").err();
+            let mut done = lost.is_some();
+            while !done {
                 let messages = match self.receive("read the IPVS answers") {
                     Ok(messages) => messages,
                     Err(e) => {
-                        for (_, index) in pending.drain() {
-                            answers[index] = Some(Err(IpvsError::new(
-                                chunk[index].1.as_str(),
-                                e.errno,
-                                e.message.clone(),
-                            )));
-                        }
+                        lost = Some(e);
                         break;
                     }
                 };
                 for message in messages {
-                    let Some(&index) = pending.get(&message.sequence) else {
+                    let Some(&i) = index_of.get(&message.sequence) else {
                         continue;
                     };
-                    let (_, operation, fine) = &chunk[index];
                     match message.kind {
                         NLMSG_ERROR => {
-                            pending.remove(&message.sequence);
-                            let errno = error_of(&message.body);
-                            answers[index] = Some(match errno {
-                                Some(0) => Ok(std::mem::take(&mut replies[index])),
+                            let (request, fine) = &requests[first + i];
+                            answers[i] = Some(match error_of(&message.body) {
+                                Some(0) => Ok(std::mem::take(&mut replies[i])),
                                 Some(errno) if fine.contains(&errno) => Ok(Vec::new()),
-                                Some(errno) => Err(refusal(operation, errno, &chunk[index].0)),
+                                Some(errno) => Err(refusal(&name(first + i), errno, request)),
                                 None => Err(IpvsError::new(
-                                    operation.as_str(),
+                                    name(first + i),
                                     None,
                                     "a truncated error answer",
                                 )),
                             });
+                            done |= message.sequence == last_sequence;
                         }
-                        kind if kind == self.family => replies[index].push(message.body),
+                        kind if kind == self.family => replies[i].push(message.body),
                         _ => {}
                     }
                 }
             }
-            for answer in answers {
-                results.push(
-                    answer
-                        .unwrap_or_else(|| Err(IpvsError::new("IPVS request", None, "no answer"))),
-                );
+            for (i, answer) in answers.into_iter().enumerate() {
+                results.push(match (answer, &lost) {
+                    (Some(answer), _) => answer,
+                    // Sending or reading failed: what happened to it is unknown, so it is
+                    // not done (the next full round reads the kernel and sees).
+                    (None, Some(e)) => {
+                        Err(IpvsError::new(name(first + i), e.errno, e.message.clone()))
+                    }
+                    // The datagram was answered to its end without a refusal of this one.
+                    (None, None) => Ok(std::mem::take(&mut replies[i])),
+                });
             }
         }
         results
@@ -236,7 +265,7 @@ impl KernelIpvs {
         operation: String,
         fine: &[i32],
     ) -> Result<Vec<Vec<u8>>, IpvsError> {
-        self.transact(&[(request, operation, fine)])
+        self.transact(&[(request, fine)], &|_| operation.clone())
             .pop()
             .unwrap_or_else(|| Err(IpvsError::new("IPVS request", None, "no answer")))
     }
@@ -245,7 +274,7 @@ impl KernelIpvs {
     fn dump(&mut self, request: Request, operation: &str) -> Result<Vec<Vec<u8>>, IpvsError> {
         let mut bytes = Vec::new();
         let sequence = self
-            .frame(&request, &mut bytes)
+            .frame(&request, true, &mut bytes)
             .map_err(|message| IpvsError::new(operation, Some(libc::EINVAL), message))?;
         self.send(&bytes, operation)?;
         let mut out = Vec::new();
@@ -351,21 +380,16 @@ fn single<T>(
 
 /// What a change is to the kernel, with what it is called in messages and which refusals
 /// mean "already so".
-fn request_of(change: &Change) -> (Request, String, &'static [i32]) {
+fn request_of(change: &Change) -> (Request, &'static [i32]) {
     const EXISTS: &[i32] = &[libc::EEXIST];
     const GONE_SERVICE: &[i32] = &[libc::ESRCH];
     const GONE_DESTINATION: &[i32] = &[libc::ENOENT];
-    let operation = change.to_string();
     match change {
-        Change::AddService(s) => (Request::NewService(s.clone()), operation, EXISTS),
-        Change::EditService(s) => (Request::SetService(s.clone()), operation, &[]),
-        Change::RemoveService(key) => (Request::DelService(*key), operation, GONE_SERVICE),
-        Change::AddDestination(key, d) => {
-            (Request::NewDestination(*key, d.clone()), operation, EXISTS)
-        }
-        Change::EditDestination(key, d) => {
-            (Request::SetDestination(*key, d.clone()), operation, &[])
-        }
+        Change::AddService(s) => (Request::NewService(s.clone()), EXISTS),
+        Change::EditService(s) => (Request::SetService(s.clone()), &[]),
+        Change::RemoveService(key) => (Request::DelService(*key), GONE_SERVICE),
+        Change::AddDestination(key, d) => (Request::NewDestination(*key, d.clone()), EXISTS),
+        Change::EditDestination(key, d) => (Request::SetDestination(*key, d.clone()), &[]),
         Change::RemoveDestination {
             service,
             address,
@@ -376,7 +400,6 @@ fn request_of(change: &Change) -> (Request, String, &'static [i32]) {
                 address: *address,
                 port: *port,
             },
-            operation,
             GONE_DESTINATION,
         ),
     }
@@ -509,11 +532,13 @@ impl Ipvs for KernelIpvs {
     }
 
     fn apply(&mut self, changes: &[Change]) -> Vec<Result<(), IpvsError>> {
-        let requests: Vec<(Request, String, &[i32])> = changes.iter().map(request_of).collect();
-        self.transact(&requests)
-            .into_iter()
-            .map(|answer| answer.map(|_| ()))
-            .collect()
+        let requests: Vec<(Request, &[i32])> = changes.iter().map(request_of).collect();
+        self.transact(&requests, &|i| {
+            changes.get(i).map(ToString::to_string).unwrap_or_default()
+        })
+        .into_iter()
+        .map(|answer| answer.map(|_| ()))
+        .collect()
     }
 }
 
