@@ -89,6 +89,29 @@ pub fn wanted(config: &Config) -> Wanted {
             addresses: Vec::new(),
         });
     }
+    // Without a pair the box is always the active director: it holds the VIPs itself, each
+    // on the device its virtual server names or else on the interface whose network holds
+    // it (with a pair, the pair decides which box holds them).
+    if config.pair.is_none() {
+        for vs in config.virtual_servers.iter().filter(|vs| vs.enabled) {
+            let Some(vip) = vs.vip else { continue };
+            let device = match &vs.device {
+                Some(device) => device.split(':').next().map(str::to_string),
+                None => network
+                    .interfaces
+                    .iter()
+                    .find(|i| i.addresses.iter().any(|p| p.contains(vip)))
+                    .map(|i| i.name.clone()),
+            };
+            let Some(link) = device.and_then(|d| links.iter_mut().find(|l| l.name == d)) else {
+                continue;
+            };
+            let host = if vip.is_ipv4() { 32 } else { 128 };
+            if !link.addresses.iter().any(|(a, _)| *a == vip) {
+                link.addresses.push((vip, host));
+            }
+        }
+    }
     let routes = network
         .routes
         .iter()

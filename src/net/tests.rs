@@ -387,3 +387,25 @@ fn the_description_marks_what_differs() {
         "{after}"
     );
 }
+
+#[test]
+fn a_box_without_a_pair_holds_its_vips() {
+    let text = format!(
+        "{CONFIG}\n[[virtual_servers]]\nname = \"web\"\nvip = \"192.0.2.100\"\nport = 80\n\
+         \n[[virtual_servers]]\nname = \"dns\"\nvip = \"198.51.100.53\"\nport = 53\n\
+         device = \"eth0:1\"\n\n[[virtual_servers]]\nname = \"off\"\nvip = \"192.0.2.101\"\n\
+         port = 80\nenabled = false\n"
+    );
+    let wanted = wanted(&config(&text));
+    let eth0 = wanted.links.iter().find(|l| l.name == "eth0").unwrap();
+    assert!(eth0
+        .addresses
+        .contains(&("192.0.2.100".parse().unwrap(), 32)));
+    assert!(eth0
+        .addresses
+        .contains(&("198.51.100.53".parse().unwrap(), 32)));
+    assert!(!eth0
+        .addresses
+        .iter()
+        .any(|(a, _)| a.to_string() == "192.0.2.101"));
+}
