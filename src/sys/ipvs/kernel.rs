@@ -36,8 +36,10 @@ const BATCH: usize = 1024;
 /// The size a datagram of requests stops growing at (the socket's send buffer is larger).
 const BATCH_BYTES: usize = 64 << 10;
 const RECEIVE_BUFFER: usize = 4 << 20;
-/// The largest datagram the kernel sends (a dump's part is at most a page or 32 KiB).
-const DATAGRAM: usize = 64 << 10;
+/// The receive buffer. The kernel sizes each part of a dump after the largest buffer a socket
+/// has read with (at most 32 KiB, at least about a page), so a modest one keeps its
+/// allocations small; 16 KiB is what libnl (and so ipvsadm) uses.
+const DATAGRAM: usize = 16 << 10;
 
 /// IPVS through generic netlink.
 pub struct KernelIpvs {
@@ -135,7 +137,18 @@ impl KernelIpvs {
     /// Reads one datagram; its messages as (type, flags, sequence, body).
     fn receive(&mut self, operation: &str) -> Result<Vec<Message>, IpvsError> {
         loop {
-            match self.socket.recv(&mut self.buffer[..], Msg::empty()) {
+            // MSG_TRUNC: the length is the datagram's, even when it did not fit.
+            match self.socket.recv(&mut self.buffer[..], Msg::TRUNC) {
+                Ok((len, _)) if len > self.buffer.len() => {
+                    return Err(IpvsError::new(
+                        operation,
+                        Some(libc::EMSGSIZE),
+                        format!(
+                            "an answer of {len} bytes did not fit the {} bytes read",
+                            self.buffer.len()
+                        ),
+                    ))
+                }
                 Ok((len, _)) => {
                     let datagram = self.buffer.get(..len).unwrap_or_default();
                     return Ok(split(datagram));
