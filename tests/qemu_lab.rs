@@ -8,6 +8,7 @@ mod vm;
 use std::time::{Duration, Instant};
 
 use vm::lab::{Nic, Node, PairSpec};
+use vm::load::Tally;
 use vm::test_dir;
 
 const BOOT: Duration = Duration::from_secs(120);
@@ -98,26 +99,33 @@ fn the_pair_lab_works() {
         report.successes == 20 && report.from("rs1") == 20,
         "{report}"
     );
-    // A stopped server refuses, a restarted one answers again.
-    pair.stop_http("rs1");
-    let report = pair.load(
+    eprintln!("{report}");
+    // A server stopped for a while during a load: refused connections, then answers again.
+    let run = pair.start_load(
         "192.0.2.21:80",
-        3,
-        Duration::from_secs(10),
+        60,
+        Duration::from_secs(30),
         Duration::from_millis(50),
     );
+    std::thread::sleep(Duration::from_millis(500));
+    pair.stop_http("rs1");
+    std::thread::sleep(Duration::from_millis(1000));
+    pair.start_http("rs1");
+    let report = run.wait();
+    eprintln!("{report}");
     assert!(
-        report.failures == 3 && report.errors.contains_key("connect: ConnectionRefused"),
+        report.failures > 0
+            // (a connection the kernel queued just before the port closed is reset)
+            && report.errors.keys().all(|kind| {
+                kind == "connect: ConnectionRefused" || kind == "read: ConnectionReset"
+            })
+            && report.successes + report.failures == 60
+            && report.from("rs1") == report.successes
+            && !report.ended_failing
+            && report.longest_outage >= Duration::from_millis(900)
+            && report.longest_outage < Duration::from_secs(5),
         "{report}"
     );
-    pair.start_http("rs1");
-    let report = pair.load(
-        "192.0.2.21:80",
-        3,
-        Duration::from_secs(10),
-        Duration::from_millis(50),
-    );
-    assert_eq!(report.from("rs1"), 3, "{report}");
 
     // A hang of B: A's pings go unanswered until B runs again.
     pair.pause(Node::B);
@@ -154,4 +162,45 @@ fn the_pair_lab_works() {
         "lab test done after {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// The report's arithmetic, without a network: outages run from the last success before the
+/// failures to the next success, or to the last failure when the load ends failing.
+#[test]
+fn a_load_report_measures_the_longest_outage() {
+    let start = Instant::now();
+    let ms = |n: u64| start + Duration::from_millis(n);
+    let target = "192.0.2.100:80".parse().expect("an address");
+    let refused = || Err("connect: ConnectionRefused".to_string());
+    let mut tally = Tally::new(target, start);
+    tally.record(ms(0), Ok("rs1".to_string()));
+    tally.record(ms(100), refused());
+    tally.record(ms(200), refused());
+    tally.record(ms(300), Ok("rs2".to_string()));
+    tally.record(ms(400), Ok("rs1".to_string()));
+    tally.record(ms(500), refused());
+    tally.record(ms(600), Ok("rs2".to_string()));
+    let report = tally.finish(ms(700));
+    assert_eq!(
+        (report.requests, report.successes, report.failures),
+        (7, 4, 3)
+    );
+    assert_eq!((report.from("rs1"), report.from("rs2")), (2, 2));
+    assert_eq!(report.errors.get("connect: ConnectionRefused"), Some(&3));
+    assert_eq!(report.longest_outage, Duration::from_millis(300));
+    assert!(!report.ended_failing);
+    let text = report.to_string();
+    assert!(
+        text.contains("7 requests") && text.contains("rs1 x2"),
+        "{text}"
+    );
+
+    let mut tally = Tally::new(target, start);
+    tally.record(ms(0), Ok("rs1".to_string()));
+    tally.record(ms(100), refused());
+    tally.record(ms(900), Err("read: TimedOut".to_string()));
+    let report = tally.finish(ms(1000));
+    assert!(report.ended_failing);
+    assert_eq!(report.longest_outage, Duration::from_millis(900));
+    assert!(report.to_string().contains("still failing"), "{report}");
 }

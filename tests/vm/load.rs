@@ -160,14 +160,7 @@ impl LoadRun {
 
 fn run(load: &Load) -> LoadReport {
     let start = Instant::now();
-    let mut report = LoadReport {
-        target: Some(load.target),
-        ..LoadReport::default()
-    };
-    // When the last success was (the start counts as one) and whether a request failed since.
-    let mut last_success = start;
-    let mut failed_since = false;
-    let mut last_failure = start;
+    let mut tally = Tally::new(load.target, start);
     for n in 0..load.requests {
         let due = start + load.interval * n;
         let now = Instant::now();
@@ -178,31 +171,67 @@ fn run(load: &Load) -> LoadReport {
         if at.duration_since(start) >= load.max_duration {
             break;
         }
+        tally.record(at, get(load.target, load.timeout));
+    }
+    tally.finish(Instant::now())
+}
+
+/// Builds a report from results as they come: what answered, what failed, and the outages.
+pub struct Tally {
+    report: LoadReport,
+    start: Instant,
+    /// The last success (the start counts as one).
+    last_success: Instant,
+    /// The last failure since then, if any.
+    failing_since_success: Option<Instant>,
+}
+
+impl Tally {
+    pub fn new(target: SocketAddr, start: Instant) -> Tally {
+        Tally {
+            report: LoadReport {
+                target: Some(target),
+                ..LoadReport::default()
+            },
+            start,
+            last_success: start,
+            failing_since_success: None,
+        }
+    }
+
+    /// One request started at `at`: the server that answered, or the kind of failure.
+    pub fn record(&mut self, at: Instant, result: Result<String, String>) {
+        let report = &mut self.report;
         report.requests += 1;
-        match get(load.target, load.timeout) {
+        match result {
             Ok(server) => {
                 report.successes += 1;
                 *report.servers.entry(server).or_default() += 1;
-                if failed_since {
-                    report.longest_outage = report.longest_outage.max(at - last_success);
+                if self.failing_since_success.take().is_some() {
+                    report.longest_outage = report.longest_outage.max(at - self.last_success);
                 }
-                last_success = at;
-                failed_since = false;
+                self.last_success = at;
             }
             Err(kind) => {
                 report.failures += 1;
                 *report.errors.entry(kind).or_default() += 1;
-                failed_since = true;
-                last_failure = at;
+                self.failing_since_success = Some(at);
             }
         }
     }
-    if failed_since {
-        report.ended_failing = true;
-        report.longest_outage = report.longest_outage.max(last_failure - last_success);
+
+    /// The report of a load that ended at `end`.
+    pub fn finish(mut self, end: Instant) -> LoadReport {
+        if let Some(last_failure) = self.failing_since_success {
+            self.report.ended_failing = true;
+            self.report.longest_outage = self
+                .report
+                .longest_outage
+                .max(last_failure - self.last_success);
+        }
+        self.report.elapsed = end - self.start;
+        self.report
     }
-    report.elapsed = start.elapsed();
-    report
 }
 
 /// One GET; the server's name (the body, trimmed) or what went wrong.

@@ -235,6 +235,12 @@ impl Vm {
         &self.monitor
     }
 
+    /// Lets go of the console so that someone else can connect to its socket (QEMU serves one
+    /// client at a time); `sh` and `wait_for` no longer see anything afterwards.
+    pub fn release_console(&mut self) {
+        let _ = self.console.shutdown(std::net::Shutdown::Both);
+    }
+
     /// The console's socket (QEMU serves one client: this handle holds it).
     pub fn console_socket(&self) -> PathBuf {
         self.dir.join("console.sock")
