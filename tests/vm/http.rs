@@ -2,7 +2,6 @@
 //! request with the server's name, so a client can tell who answered. It can be stopped and
 //! started again; it stops when dropped.
 
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,16 +9,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use nix::sched::{setns, CloneFlags};
-
-/// Moves the calling thread (only it) into the named network namespace (`ip netns add NAME`).
-/// Sockets it opens afterwards live in that namespace, whichever thread uses them later.
-pub fn enter_netns(ns: &str) -> io::Result<()> {
-    let path = format!("/run/netns/{ns}");
-    let file = File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
-    setns(&file, CloneFlags::CLONE_NEWNET)
-        .map_err(|e| io::Error::other(format!("setns {path}: {e}")))
-}
+use super::lab::enter_netns;
 
 /// How long a client may take to send its request before the server gives up on it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);

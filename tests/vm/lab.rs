@@ -5,10 +5,13 @@
 //! dropped, pass or fail. Needs root.
 
 use std::collections::BTreeMap;
-use std::fs;
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+use nix::sched::{setns, CloneFlags};
 
 use super::http::HttpServer;
 use super::load::{Load, LoadReport, LoadRun};
@@ -39,6 +42,15 @@ pub fn in_ns(ns: &str, command: &[&str]) -> (bool, String) {
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
+}
+
+/// Moves the calling thread (only it) into the named network namespace (`ip netns add NAME`).
+/// Sockets it opens afterwards live in that namespace, whichever thread uses them later.
+pub fn enter_netns(ns: &str) -> io::Result<()> {
+    let path = format!("/run/netns/{ns}");
+    let file = File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
+    setns(&file, CloneFlags::CLONE_NEWNET)
+        .map_err(|e| io::Error::other(format!("setns {path}: {e}")))
 }
 
 pub struct Lab {

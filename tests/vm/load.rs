@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::http::enter_netns;
+use super::lab::enter_netns;
 
 /// What to send.
 #[derive(Clone, Debug)]

@@ -83,9 +83,59 @@ fn repo() -> PathBuf {
 /// The directory a test keeps its files in (the console log, the data disk).
 pub fn test_dir(name: &str) -> PathBuf {
     let dir = repo().join("target/qemu-tests").join(name);
+    kill_leftover_qemu(&dir);
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("create the test directory");
     dir
+}
+
+/// Kills the QEMU processes an earlier run in `dir` left behind (that run was killed before it
+/// could clean up): those whose pidfile, `dir/**/qemu.pid`, is still theirs.
+fn kill_leftover_qemu(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            kill_leftover_qemu(&path);
+            continue;
+        }
+        if path.file_name().is_none_or(|name| name != "qemu.pid") {
+            continue;
+        }
+        let Some(pid) = fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // Only a QEMU started with this very pidfile: the number may have been reused since.
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let ours = args
+            .first()
+            .is_some_and(|exe| exe.ends_with(b"qemu-system-x86_64"))
+            && args
+                .windows(2)
+                .any(|w| w[0] == b"-pidfile" && w[1] == path.as_os_str().as_encoded_bytes());
+        if ours {
+            eprintln!(
+                "killing QEMU {pid} left over from an earlier run ({})",
+                path.display()
+            );
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            for _ in 0..50 {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
 }
 
 impl Vm {
