@@ -32,6 +32,13 @@ need_commands() {
         || die "apt-get install ${missing[*]} failed"
 }
 
+# image_stale: true when out/vmlinuz or the initramfs is missing or older than its sources.
+image_stale() {
+    [ -f "$OUT/vmlinuz" ] && [ -f "$OUT/director-x86_64.cpio.gz" ] || return 0
+    [ -n "$(find "$ROOT/src" "$ROOT/overlay" "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" \
+        "$ROOT/scripts/build-image" -newer "$OUT/director-x86_64.cpio.gz" -print -quit 2>/dev/null)" ]
+}
+
 need_musl_target() {
     rustup target list --installed 2>/dev/null | grep -qx "$MUSL_TARGET" \
         || { say "adding rustup target $MUSL_TARGET"; rustup target add "$MUSL_TARGET" >&2; }

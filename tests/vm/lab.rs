@@ -1,8 +1,21 @@
 //! A test network on the host for VMs: a bridge, tap devices for the VMs' NICs, and network
-//! namespaces as hosts on the bridge. Everything is named after the test and removed when the
-//! lab is dropped, pass or fail. Needs root.
+//! namespaces as hosts on the bridge (`Lab`); and on top of it the pair lab (`Pair`): two
+//! directors on a public, a heartbeat and a private network, a client, real servers, and the
+//! controls to break things. Everything is named after the test and removed when the lab is
+//! dropped, pass or fail. Needs root.
 
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+use nix::sched::{setns, CloneFlags};
+
+use super::http::HttpServer;
+use super::load::{Load, LoadReport, LoadRun};
+use super::{Boot, Serial2, Vm};
 
 /// Runs `ip` with these arguments; panics with its message when it fails.
 pub fn ip(args: &[&str]) -> String {
@@ -29,6 +42,15 @@ pub fn in_ns(ns: &str, command: &[&str]) -> (bool, String) {
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
+}
+
+/// Moves the calling thread (only it) into the named network namespace (`ip netns add NAME`).
+/// Sockets it opens afterwards live in that namespace, whichever thread uses them later.
+pub fn enter_netns(ns: &str) -> io::Result<()> {
+    let path = format!("/run/netns/{ns}");
+    let file = File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
+    setns(&file, CloneFlags::CLONE_NEWNET)
+        .map_err(|e| io::Error::other(format!("setns {path}: {e}")))
 }
 
 pub struct Lab {
@@ -71,12 +93,18 @@ impl Lab {
     /// Moves `tap` onto the bridge when QEMU has opened it (its carrier comes up), waiting at
     /// most 60 s.
     pub fn plug(&mut self, tap: &str) {
+        self.plug_checking(tap, || {});
+    }
+
+    /// `plug`, calling `check` while waiting (it panics when QEMU is gone, say).
+    pub fn plug_checking(&mut self, tap: &str, mut check: impl FnMut()) {
         let start = std::time::Instant::now();
         loop {
             let shown = ip(&["-o", "link", "show", tap]);
             if shown.contains("LOWER_UP") {
                 break;
             }
+            check();
             assert!(
                 start.elapsed() < std::time::Duration::from_secs(60),
                 "QEMU never opened {tap}: {shown}"
@@ -91,6 +119,14 @@ impl Lab {
     /// A host: a namespace with one interface `eth0` on the bridge holding `address` (CIDR).
     pub fn host(&mut self, name: &str, address: &str) -> String {
         let ns = format!("{}-{name}", self.tag);
+        self.host_in(&ns, name, address);
+        ns
+    }
+
+    /// A host in namespace `ns` (made here, removed with the lab), its bridge port named after
+    /// `name`.
+    pub fn host_in(&mut self, ns: &str, name: &str, address: &str) {
+        let ns = ns.to_string();
         let _ = Command::new("ip").args(["netns", "del", &ns]).output();
         ip(&["netns", "add", &ns]);
         self.namespaces.push(ns.clone());
@@ -114,7 +150,11 @@ impl Lab {
         ip(&["-n", &ns, "addr", "add", address, "dev", "eth0"]);
         ip(&["-n", &ns, "link", "set", "eth0", "up"]);
         ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        ns
+    }
+
+    /// The namespace that holds this lab's bridge `br0`.
+    pub fn switch(&self) -> &str {
+        &self.switch
     }
 }
 
@@ -126,5 +166,449 @@ impl Drop for Lab {
         for link in self.links.iter().rev() {
             let _ = Command::new("ip").args(["link", "del", link]).output();
         }
+    }
+}
+
+/// The public network: clients, the VIPs, direct-routing real servers, the directors' eth0.
+pub const PUBLIC_NET: &str = "192.0.2.0/24";
+/// The heartbeat network between the directors' eth1.
+pub const HEARTBEAT_NET: &str = "198.51.100.0/24";
+/// The private network of NAT real servers, on the directors' eth2.
+pub const PRIVATE_NET: &str = "203.0.113.0/24";
+/// The virtual IP the lab's real servers answer for.
+pub const VIP: &str = "192.0.2.100";
+/// The client's address on the public network.
+pub const CLIENT: &str = "192.0.2.10";
+/// The NAT real servers' default gateway: a floating address of the active director.
+pub const NAT_GATEWAY: &str = "203.0.113.1";
+/// What the daemon prints once it runs and the network is applied: the console is quiet after.
+pub const READY: &str = "INFO  daemon: network: configured";
+
+/// One of the two directors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Node {
+    A,
+    B,
+}
+
+impl Node {
+    pub const BOTH: [Node; 2] = [Node::A, Node::B];
+
+    fn index(self) -> usize {
+        match self {
+            Node::A => 0,
+            Node::B => 1,
+        }
+    }
+
+    /// "a" or "b": in device and directory names.
+    pub fn letter(self) -> &'static str {
+        match self {
+            Node::A => "a",
+            Node::B => "b",
+        }
+    }
+
+    fn host_part(self) -> u8 {
+        match self {
+            Node::A => 2,
+            Node::B => 3,
+        }
+    }
+
+    /// eth0's address on the public network.
+    pub fn public(self) -> String {
+        format!("192.0.2.{}", self.host_part())
+    }
+
+    /// eth1's address on the heartbeat network.
+    pub fn heartbeat(self) -> String {
+        format!("198.51.100.{}", self.host_part())
+    }
+
+    /// eth2's address on the private network.
+    pub fn private(self) -> String {
+        format!("203.0.113.{}", self.host_part())
+    }
+
+    /// MAC prefix: eth0 = prefix:01, eth1 = :02, eth2 = :03.
+    pub fn mac_prefix(self) -> String {
+        format!("52:54:00:d1:{:02x}", 0xa + self.index())
+    }
+}
+
+/// A director's NICs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nic {
+    /// eth0, on the public network.
+    Eth0,
+    /// eth1, on the heartbeat network.
+    Eth1,
+    /// eth2, on the private network.
+    Eth2,
+}
+
+impl Nic {
+    fn index(self) -> u8 {
+        match self {
+            Nic::Eth0 => 0,
+            Nic::Eth1 => 1,
+            Nic::Eth2 => 2,
+        }
+    }
+}
+
+/// A director.toml for `node` with the lab's addresses (no virtual servers, no pair); with
+/// `nat_gateway` eth2 also holds the real servers' gateway address.
+pub fn node_config(node: Node, nat_gateway: bool) -> String {
+    let gateway = if nat_gateway {
+        format!(", \"{NAT_GATEWAY}/24\"")
+    } else {
+        String::new()
+    };
+    format!(
+        r#"[node]
+hostname = "lvs-{letter}"
+
+[network]
+ip_forward = true
+
+[[network.interfaces]]
+name = "eth0"
+addresses = ["{public}/24"]
+
+[[network.interfaces]]
+name = "eth1"
+addresses = ["{heartbeat}/24"]
+
+[[network.interfaces]]
+name = "eth2"
+addresses = ["{private}/24"{gateway}]
+
+[admin]
+listen = "0.0.0.0"
+port = 3636
+allowed = []
+"#,
+        letter = node.letter(),
+        public = node.public(),
+        heartbeat = node.heartbeat(),
+        private = node.private(),
+    )
+}
+
+/// How to build a pair lab; `PairSpec::new` fills in the defaults.
+pub struct PairSpec {
+    /// Names everything: namespaces `TAG-sw…`, `TAG-client`, `TAG-rs1`, taps `TAGp-a`, …
+    /// (at most 4 characters).
+    pub tag: String,
+    /// Where the VMs keep their files (`a/`, `b/`: console log, data disk, sockets).
+    pub dir: PathBuf,
+    /// director.toml of A and of B, provisioned at boot.
+    pub config_a: String,
+    pub config_b: String,
+    /// The VIPs direct-routing real servers hold on lo.
+    pub vips: Vec<String>,
+    /// QEMU exits instead of rebooting (a watchdog reset then ends the VM).
+    pub no_reboot: bool,
+}
+
+impl PairSpec {
+    /// A on 192.0.2.2 (holding the NAT gateway), B on 192.0.2.3, VIP 192.0.2.100.
+    pub fn new(tag: &str, dir: &Path) -> PairSpec {
+        PairSpec {
+            tag: tag.to_string(),
+            dir: dir.to_path_buf(),
+            config_a: node_config(Node::A, true),
+            config_b: node_config(Node::B, false),
+            vips: vec![VIP.to_string()],
+            no_reboot: false,
+        }
+    }
+
+    /// Makes the networks and the client and starts both VMs (in parallel: `Pair::wait_ready`
+    /// waits for their boot to finish).
+    pub fn boot(self) -> Pair {
+        Pair::boot(self)
+    }
+}
+
+/// A real server: a namespace with an HTTP server that names it.
+struct RealServer {
+    ns: String,
+    http: Option<HttpServer>,
+}
+
+/// Two director VMs, A and B, on three bridges (public: eth0, heartbeat: eth1, private: eth2),
+/// their ttyS1 joined by a null-modem cable; a client and real servers as namespaces. All of it
+/// (QEMU processes, HTTP servers, namespaces, taps) is removed when the pair is dropped.
+pub struct Pair {
+    // Dropped in this order: the servers and VMs before the networks they sit on.
+    servers: BTreeMap<String, RealServer>,
+    vms: Vec<Vm>,
+    client: String,
+    vips: Vec<String>,
+    tag: String,
+    public: Lab,
+    heartbeat: Lab,
+    private: Lab,
+}
+
+impl Pair {
+    fn boot(spec: PairSpec) -> Pair {
+        let tag = spec.tag;
+        assert!(
+            !tag.is_empty() && tag.len() <= 4,
+            "pair tag {tag:?}: 1 to 4 characters (device names are short)"
+        );
+        let mut public = Lab::new(&format!("{tag}p"));
+        let mut heartbeat = Lab::new(&format!("{tag}h"));
+        let mut private = Lab::new(&format!("{tag}v"));
+        let client = format!("{tag}-client");
+        public.host_in(&client, "client", &format!("{CLIENT}/24"));
+
+        let cable = spec.dir.join("ttyS1.sock");
+        let mut vms = Vec::new();
+        let mut taps = Vec::new();
+        for node in Node::BOTH {
+            let dir = spec.dir.join(node.letter());
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).expect("create the VM's directory");
+            let config = dir.join("director.toml");
+            let text = match node {
+                Node::A => &spec.config_a,
+                Node::B => &spec.config_b,
+            };
+            fs::write(&config, text).expect("write the VM's director.toml");
+            let eth = [
+                public.tap(node.letter()),
+                heartbeat.tap(node.letter()),
+                private.tap(node.letter()),
+            ];
+            let serial2 = match node {
+                Node::A => Serial2::Listen(cable.clone()),
+                Node::B => Serial2::Connect(cable.clone()),
+            };
+            vms.push(Vm::boot(
+                &dir,
+                Boot {
+                    no_reboot: spec.no_reboot,
+                    config: Some(config),
+                    taps: Some((eth[0].clone(), eth[1].clone())),
+                    tap2: Some(eth[2].clone()),
+                    mac_prefix: Some(node.mac_prefix()),
+                    serial2: Some(serial2),
+                    ..Boot::default()
+                },
+            ));
+            taps.push(eth);
+        }
+        for (vm, eth) in vms.iter_mut().zip(&taps) {
+            public.plug_checking(&eth[0], || vm.check_running());
+            heartbeat.plug_checking(&eth[1], || vm.check_running());
+            private.plug_checking(&eth[2], || vm.check_running());
+        }
+        Pair {
+            servers: BTreeMap::new(),
+            vms,
+            client,
+            vips: spec.vips,
+            tag,
+            public,
+            heartbeat,
+            private,
+        }
+    }
+
+    /// Waits until both directors have booted and applied their network.
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        for vm in &mut self.vms {
+            vm.wait_for(READY, timeout);
+        }
+    }
+
+    /// The VM of `node`.
+    pub fn vm(&mut self, node: Node) -> &mut Vm {
+        &mut self.vms[node.index()]
+    }
+
+    /// Runs a shell command on `node`'s console and returns its output.
+    pub fn sh(&mut self, node: Node, command: &str, timeout: Duration) -> String {
+        self.vm(node).sh(command, timeout)
+    }
+
+    /// Pulls `node`'s plug: QEMU is killed at once.
+    pub fn power_kill(&mut self, node: Node) {
+        self.vm(node).power_kill();
+    }
+
+    /// Freezes `node` (a hang: nothing runs, nothing answers) until `resume`.
+    pub fn pause(&mut self, node: Node) {
+        self.vm(node).pause();
+    }
+
+    pub fn resume(&mut self, node: Node) {
+        self.vm(node).resume();
+    }
+
+    /// Unplugs `node`'s `nic` (the guest sees no carrier) until `restore_link`.
+    pub fn cut_link(&mut self, node: Node, nic: Nic) {
+        self.vm(node).set_link(nic.index(), false);
+    }
+
+    pub fn restore_link(&mut self, node: Node, nic: Nic) {
+        self.vm(node).set_link(nic.index(), true);
+    }
+
+    /// The client's namespace (192.0.2.10 on the public network).
+    pub fn client(&self) -> &str {
+        &self.client
+    }
+
+    /// A real server for direct routing on the public network: `address` (/24 unless given),
+    /// the VIPs on lo (/32), ARP for them neither answered nor announced, HTTP on port 80
+    /// answering `name`. Returns its namespace.
+    pub fn real_server_dr(&mut self, name: &str, address: &str) -> String {
+        let ns = self.server_ns(name);
+        self.public.host_in(&ns, name, &with_prefix(address));
+        for vip in &self.vips {
+            ip(&["-n", &ns, "addr", "add", &format!("{vip}/32"), "dev", "lo"]);
+        }
+        for (key, value) in [
+            ("all/arp_ignore", "1"),
+            ("all/arp_announce", "2"),
+            ("eth0/arp_ignore", "1"),
+            ("eth0/arp_announce", "2"),
+            ("lo/arp_ignore", "1"),
+            ("lo/arp_announce", "2"),
+        ] {
+            let path = format!("/proc/sys/net/ipv4/conf/{key}");
+            let (ok, out) = in_ns(&ns, &["sh", "-c", &format!("echo {value} > {path}")]);
+            assert!(ok, "{ns}: set {path}: {out}");
+        }
+        self.add_server(name, ns)
+    }
+
+    /// A real server for NAT on the private network: `address` (/24 unless given), default
+    /// route via the NAT gateway 203.0.113.1, HTTP on port 80 answering `name`. Returns its
+    /// namespace.
+    pub fn real_server_nat(&mut self, name: &str, address: &str) -> String {
+        let ns = self.server_ns(name);
+        self.private.host_in(&ns, name, &with_prefix(address));
+        ip(&["-n", &ns, "route", "add", "default", "via", NAT_GATEWAY]);
+        self.add_server(name, ns)
+    }
+
+    fn server_ns(&self, name: &str) -> String {
+        assert!(
+            !self.servers.contains_key(name),
+            "real server {name} exists already"
+        );
+        format!("{}-{name}", self.tag)
+    }
+
+    fn add_server(&mut self, name: &str, ns: String) -> String {
+        self.servers.insert(
+            name.to_string(),
+            RealServer {
+                ns: ns.clone(),
+                http: None,
+            },
+        );
+        self.start_http(name);
+        ns
+    }
+
+    fn server(&mut self, name: &str) -> &mut RealServer {
+        self.servers
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("no real server {name}"))
+    }
+
+    /// Stops `name`'s HTTP server: its port refuses connections.
+    pub fn stop_http(&mut self, name: &str) {
+        if let Some(mut http) = self.server(name).http.take() {
+            http.stop();
+        }
+    }
+
+    /// Starts `name`'s HTTP server (again).
+    pub fn start_http(&mut self, name: &str) {
+        let server = self.server(name);
+        if server.http.is_none() {
+            let http = HttpServer::start(&server.ns, name, 80)
+                .unwrap_or_else(|e| panic!("start the HTTP server of {name}: {e}"));
+            server.http = Some(http);
+        }
+    }
+
+    /// Requests `name`'s HTTP server has answered.
+    pub fn served(&mut self, name: &str) -> u64 {
+        self.server(name)
+            .http
+            .as_ref()
+            .map_or(0, HttpServer::served)
+    }
+
+    /// Starts a client load from the client namespace (see `Load`); it ends by itself.
+    pub fn start_load(
+        &self,
+        target: &str,
+        requests: u32,
+        max_duration: Duration,
+        interval: Duration,
+    ) -> LoadRun {
+        LoadRun::start(
+            &self.client,
+            Load::new(target, requests, max_duration, interval),
+        )
+        .unwrap_or_else(|e| panic!("start a load from {}: {e}", self.client))
+    }
+
+    /// Runs a client load to its end and returns the report.
+    pub fn load(
+        &self,
+        target: &str,
+        requests: u32,
+        max_duration: Duration,
+        interval: Duration,
+    ) -> LoadReport {
+        self.start_load(target, requests, max_duration, interval)
+            .wait()
+    }
+
+    /// The namespaces holding the three bridges: public, heartbeat, private.
+    pub fn switches(&self) -> [&str; 3] {
+        [
+            self.public.switch(),
+            self.heartbeat.switch(),
+            self.private.switch(),
+        ]
+    }
+
+    /// Real servers: (name, namespace).
+    pub fn real_servers(&self) -> Vec<(String, String)> {
+        self.servers
+            .iter()
+            .map(|(name, server)| (name.clone(), server.ns.clone()))
+            .collect()
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        // HTTP servers and VMs first, while the networks they use still exist.
+        self.servers.clear();
+        for vm in &mut self.vms {
+            vm.power_kill();
+        }
+    }
+}
+
+fn with_prefix(address: &str) -> String {
+    if address.contains('/') {
+        address.to_string()
+    } else {
+        format!("{address}/24")
     }
 }

@@ -5,11 +5,14 @@
 // Each test crate (qemu, bench) uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod lab;
+pub mod load;
 
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -27,6 +30,8 @@ pub struct Vm {
     /// Output before this offset has been consumed by `wait_for`.
     cursor: usize,
     commands: u32,
+    /// The QEMU monitor's unix socket (HMP).
+    monitor: PathBuf,
 }
 
 /// How to boot.
@@ -46,8 +51,20 @@ pub struct Boot {
     pub mac_prefix: Option<String>,
     /// Boot the test image, with ipvsadm and strace (`qemu/run --test-tools`).
     pub test_tools: bool,
-    /// Guest memory in MiB (`qemu/run --memory`; its default otherwise).
+    /// A tap device for eth2 (with `taps`: `qemu/run --tap IF0,IF1,IF2`).
+    pub tap2: Option<String>,
+    /// ttyS1 on a unix socket (`qemu/run --serial2`): a null-modem cable to another VM.
+    pub serial2: Option<Serial2>,
+    /// Guest memory in MB (`qemu/run --memory`); QEMU's default for the image when None.
     pub memory: Option<u32>,
+}
+
+/// Which end of the null-modem cable a VM's ttyS1 is.
+pub enum Serial2 {
+    /// QEMU listens on this socket (and does not wait for the peer).
+    Listen(PathBuf),
+    /// QEMU connects to this socket, retrying every second.
+    Connect(PathBuf),
 }
 
 impl Boot {
@@ -68,9 +85,59 @@ fn repo() -> PathBuf {
 /// The directory a test keeps its files in (the console log, the data disk).
 pub fn test_dir(name: &str) -> PathBuf {
     let dir = repo().join("target/qemu-tests").join(name);
+    kill_leftover_qemu(&dir);
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("create the test directory");
     dir
+}
+
+/// Kills the QEMU processes an earlier run in `dir` left behind (that run was killed before it
+/// could clean up): those whose pidfile, `dir/**/qemu.pid`, is still theirs.
+fn kill_leftover_qemu(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            kill_leftover_qemu(&path);
+            continue;
+        }
+        if path.file_name().is_none_or(|name| name != "qemu.pid") {
+            continue;
+        }
+        let Some(pid) = fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // Only a QEMU started with this very pidfile: the number may have been reused since.
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let ours = args
+            .first()
+            .is_some_and(|exe| exe.ends_with(b"qemu-system-x86_64"))
+            && args
+                .windows(2)
+                .any(|w| w[0] == b"-pidfile" && w[1] == path.as_os_str().as_encoded_bytes());
+        if ours {
+            eprintln!(
+                "killing QEMU {pid} left over from an earlier run ({})",
+                path.display()
+            );
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            for _ in 0..50 {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
 }
 
 impl Vm {
@@ -83,17 +150,40 @@ impl Vm {
         }
         let socket = dir.join("console.sock");
         let _ = fs::remove_file(&socket);
+        let monitor = dir.join("monitor.sock");
+        let _ = fs::remove_file(&monitor);
         let mut command = Command::new(repo().join("qemu/run"));
         command
             .arg("--no-build")
             .arg("--serial")
             .arg(format!("unix:{}", socket.display()))
             .arg("--pidfile")
-            .arg(dir.join("qemu.pid"));
-        match &boot.taps {
-            Some((eth0, eth1)) => command.arg("--tap").arg(format!("{eth0},{eth1}")),
-            None => command.arg("--net").arg("none"),
+            .arg(dir.join("qemu.pid"))
+            .arg("--monitor")
+            .arg(&monitor);
+        match (&boot.taps, &boot.tap2) {
+            (Some((eth0, eth1)), None) => command.arg("--tap").arg(format!("{eth0},{eth1}")),
+            (Some((eth0, eth1)), Some(eth2)) => {
+                command.arg("--tap").arg(format!("{eth0},{eth1},{eth2}"))
+            }
+            (None, Some(_)) => panic!("Boot.tap2 needs Boot.taps"),
+            (None, None) => command.arg("--net").arg("none"),
         };
+        match &boot.serial2 {
+            Some(Serial2::Listen(path)) => {
+                let _ = fs::remove_file(path);
+                command
+                    .arg("--serial2")
+                    .arg(format!("listen:{}", path.display()))
+            }
+            Some(Serial2::Connect(path)) => command
+                .arg("--serial2")
+                .arg(format!("connect:{}", path.display())),
+            None => &mut command,
+        };
+        if let Some(memory) = boot.memory {
+            command.arg("--memory").arg(memory.to_string());
+        }
         if let Some(prefix) = &boot.mac_prefix {
             command.arg("--mac-prefix").arg(prefix);
         }
@@ -102,9 +192,6 @@ impl Vm {
         }
         if boot.test_tools {
             command.arg("--test-tools");
-        }
-        if let Some(memory) = boot.memory {
-            command.arg("--memory").arg(memory.to_string());
         }
         if let Some(append) = &boot.append {
             command.arg("--append").arg(append);
@@ -120,7 +207,10 @@ impl Vm {
         }
         let log = fs::File::create(dir.join("qemu.log")).expect("create qemu.log");
         let started = Instant::now();
+        // A process group of its own: a Ctrl-C on the terminal of a human running the lab goes
+        // to the lab, which tears everything down in order, not straight to QEMU.
         let qemu = command
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup qemu.log"))
             .stderr(log)
@@ -169,6 +259,71 @@ impl Vm {
             output,
             cursor: 0,
             commands: 0,
+            monitor,
+        }
+    }
+
+    /// QEMU's process id while it runs (None once it was killed or has exited).
+    pub fn pid(&mut self) -> Option<u32> {
+        let qemu = self.qemu.as_mut()?;
+        match qemu.try_wait() {
+            Ok(None) => Some(qemu.id()),
+            _ => None,
+        }
+    }
+
+    /// Fails the test with QEMU's own messages when QEMU has exited.
+    pub fn check_running(&mut self) {
+        let exited = self.qemu.as_mut().map(|q| q.try_wait());
+        if let Some(Ok(Some(status))) = exited {
+            self.qemu = None;
+            panic!(
+                "QEMU of {} exited ({status}): {}",
+                self.dir.display(),
+                fs::read_to_string(self.dir.join("qemu.log")).unwrap_or_default()
+            );
+        }
+    }
+
+    /// The QEMU monitor's socket (HMP; `socat - UNIX-CONNECT:PATH` for a human).
+    pub fn monitor_socket(&self) -> &Path {
+        &self.monitor
+    }
+
+    /// Lets go of the console so that someone else can connect to its socket (QEMU serves one
+    /// client at a time); `sh` and `wait_for` no longer see anything afterwards.
+    pub fn release_console(&mut self) {
+        let _ = self.console.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// The console's socket (QEMU serves one client: this handle holds it).
+    pub fn console_socket(&self) -> PathBuf {
+        self.dir.join("console.sock")
+    }
+
+    /// Runs one HMP command on the QEMU monitor and returns what it printed.
+    pub fn monitor(&self, command: &str) -> String {
+        monitor_command(&self.monitor, command)
+            .unwrap_or_else(|e| self.fail(&format!("QEMU monitor '{command}': {e}")))
+    }
+
+    /// Freezes the VM (monitor `stop`): a hang, as the peer sees it; time stands still inside.
+    pub fn pause(&self) {
+        self.monitor("stop");
+    }
+
+    /// Lets a paused VM run again (monitor `cont`).
+    pub fn resume(&self) {
+        self.monitor("cont");
+    }
+
+    /// Takes NIC `nic` (0 = eth0, 1 = eth1, 2 = eth2) off its cable or puts it back (monitor
+    /// `set_link`): the guest sees the carrier go and come back.
+    pub fn set_link(&self, nic: u8, up: bool) {
+        let state = if up { "on" } else { "off" };
+        let out = self.monitor(&format!("set_link n{nic} {state}"));
+        if !out.trim().is_empty() {
+            self.fail(&format!("set_link n{nic} {state}: {out}"));
         }
     }
 
@@ -267,6 +422,46 @@ impl Vm {
             self.dir.join("console.log").display()
         );
     }
+}
+
+/// The HMP prompt QEMU prints when it is ready for the next command.
+const PROMPT: &str = "(qemu) ";
+
+/// Connects to a QEMU monitor socket, runs one HMP command and returns its output (without the
+/// echo and the prompts). Each call is its own connection: the monitor takes one at a time.
+pub fn monitor_command(socket: &Path, command: &str) -> std::io::Result<String> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let read_prompt = |stream: &mut UnixStream| -> std::io::Result<String> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(PROMPT.as_bytes()) {
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the monitor closed the connection",
+                ));
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        Ok(String::from_utf8_lossy(&got).into_owned())
+    };
+    read_prompt(&mut stream)?;
+    stream.write_all(format!("{command}\n").as_bytes())?;
+    if command.trim() == "quit" {
+        // QEMU exits without another prompt.
+        let _ = stream.read(&mut [0u8; 256]);
+        return Ok(String::new());
+    }
+    let text = read_prompt(&mut stream)?;
+    // The monitor echoes the command (with terminal escapes) before its output.
+    let body = text.strip_suffix(PROMPT).unwrap_or(&text);
+    let output = match body.find(&format!("{command}\r\n")) {
+        Some(at) => &body[at + command.len() + 2..],
+        None => body.split_once("\r\n").map_or("", |(_, rest)| rest),
+    };
+    Ok(output.replace("\r\n", "\n").trim_end().to_string())
 }
 
 /// A line the kernel or the director's logger printed: `[` seconds `.` micros `]`.

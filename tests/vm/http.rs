@@ -1,0 +1,130 @@
+//! Real servers' HTTP: a tiny server on a thread inside a network namespace that answers every
+//! request with the server's name, so a client can tell who answered. It can be stopped and
+//! started again; it stops when dropped.
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use super::lab::enter_netns;
+
+/// How long a client may take to send its request before the server gives up on it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the idle server looks at its stop flag.
+const POLL: Duration = Duration::from_millis(10);
+
+/// A running server; `stop` (or drop) closes its port.
+pub struct HttpServer {
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// Listens on 0.0.0.0:`port` inside namespace `ns` (so on the VIPs on lo too) and answers
+    /// every request with `name` and a newline. Returns once the port is open.
+    pub fn start(ns: &str, name: &str, port: u16) -> io::Result<HttpServer> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicU64::new(0));
+        let (ready, started) = mpsc::channel();
+        let body = format!("{name}\n");
+        let ns = ns.to_string();
+        let thread = {
+            let stop = Arc::clone(&stop);
+            let served = Arc::clone(&served);
+            thread::Builder::new()
+                .name(format!("http-{name}"))
+                .spawn(move || {
+                    let listener = enter_netns(&ns).and_then(|()| {
+                        let listener =
+                            TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))?;
+                        listener.set_nonblocking(true)?;
+                        Ok(listener)
+                    });
+                    let listener = match listener {
+                        Ok(listener) => {
+                            let _ = ready.send(Ok(()));
+                            listener
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                    };
+                    serve(&listener, &body, &stop, &served);
+                })?
+        };
+        match started.recv() {
+            Ok(Ok(())) => Ok(HttpServer {
+                stop,
+                served,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(io::Error::other("the HTTP server thread died")),
+        }
+    }
+
+    /// Requests answered so far.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Closes the port: new connections are refused from now on.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn serve(listener: &TcpListener, body: &str, stop: &AtomicBool, served: &AtomicU64) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if answer(stream, body).is_ok() {
+                    served.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(POLL),
+            // A connection that went away before it was accepted, or out of descriptors for a
+            // moment: the next one may do better.
+            Err(_) => thread::sleep(POLL),
+        }
+    }
+}
+
+/// Reads the request head (whatever it is) and answers 200 with the body.
+fn answer(mut stream: TcpStream, body: &str) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+    stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let response = format!(
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes())?;
+    stream.flush()
+}
