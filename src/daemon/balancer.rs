@@ -67,6 +67,7 @@ impl Balancer {
             return Err("IPVS unavailable".into());
         };
         let outcome = reconciler.round_from(ipvs, config, full);
+        let retired = reconciler.take_retired();
         self.rounds += 1;
         let elapsed = start.elapsed();
         for failure in &outcome.failed {
@@ -106,6 +107,7 @@ impl Balancer {
                 parts.join(", ")
             );
         }
+        drop(retired);
         Ok(outcome)
     }
 

@@ -103,6 +103,7 @@ pub struct Reconciler {
     /// those alone.
     last_config: Option<Arc<Config>>,
     index: Option<HashMap<ServiceKey, usize>>,
+    retired: Option<Arc<Config>>,
 }
 
 /// Above this many changed virtual servers a round plans over the whole table.
@@ -118,6 +119,7 @@ impl Reconciler {
             foreign: Vec::new(),
             last_config: None,
             index: None,
+            retired: None,
         }
     }
 
@@ -137,11 +139,21 @@ impl Reconciler {
                 }
             }
         };
-        self.last_config = self.last.as_ref().map(|_| config.clone());
+        let previous = std::mem::replace(
+            &mut self.last_config,
+            self.last.as_ref().map(|_| config.clone()),
+        );
         if self.last.is_none() {
             self.index = None;
         }
+        // Freeing a large configuration takes a while: the caller does it after the round.
+        self.retired = previous;
         outcome
+    }
+
+    /// The configuration the last round replaced, to be freed outside the round.
+    pub fn take_retired(&mut self) -> Option<Arc<Config>> {
+        self.retired.take()
     }
 
     /// The round for a change to at most `FEW` virtual servers, or `None` when it does not
