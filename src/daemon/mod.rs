@@ -257,7 +257,7 @@ async fn keep_network(
 
 /// Keeps the kernel's IPVS table equal to the configuration in force: a full round first, an
 /// incremental one for each change, a full one again after a failure (with back-off from 1 s
-/// to 30 s) and every `balancer::FULL_EVERY`.
+/// to 30 s) and every `balancer::FULL_EVERY` (or 100 times the last round's duration, if longer).
 async fn keep_ipvs(
     mut changes: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
     balancer: Arc<Mutex<Balancer>>,
@@ -272,6 +272,7 @@ async fn keep_ipvs(
         let config = changes.borrow_and_update().clone();
         let shared = balancer.clone();
         let ran_full = full;
+        let started = Instant::now();
         let round = tokio::task::spawn_blocking(move || match shared.lock() {
             Ok(mut balancer) => balancer.round(&config, ran_full).map(|o| o.retry),
             Err(_) => Err("the IPVS service failed earlier; restart the daemon".to_string()),
@@ -295,6 +296,9 @@ async fn keep_ipvs(
             if ran_full {
                 next_full = now + balancer::FULL_EVERY;
             }
+            // At most about 1% of the time on rounds: after a long one (a large table on a
+            // slow box) the next full round waits longer.
+            next_full = next_full.max(now + started.elapsed() * 100);
             next_full.saturating_duration_since(now)
         };
         tokio::select! {

@@ -36,10 +36,8 @@ const BATCH: usize = 1024;
 /// The size a datagram of requests stops growing at (the socket's send buffer is larger).
 const BATCH_BYTES: usize = 64 << 10;
 const RECEIVE_BUFFER: usize = 4 << 20;
-/// The receive buffer. The kernel sizes each part of a dump after the largest buffer a socket
-/// has read with (at most 32 KiB, at least about a page), so a modest one keeps its
-/// allocations small; 16 KiB is what libnl (and so ipvsadm) uses.
-const DATAGRAM: usize = 16 << 10;
+/// The receive buffer: the kernel makes no part of a dump larger than 32 KiB.
+const DATAGRAM: usize = 32 << 10;
 
 /// IPVS through generic netlink.
 pub struct KernelIpvs {
