@@ -282,15 +282,23 @@ impl KernelIpvs {
     }
 
     /// A dump, read to its end: the bodies of its messages.
-    fn dump(&mut self, request: Request, operation: &str) -> Result<Vec<Vec<u8>>, IpvsError> {
+    fn dump(
+        &mut self,
+        request: Request,
+        operation: &dyn Fn() -> String,
+    ) -> Result<Vec<Vec<u8>>, IpvsError> {
         let mut bytes = Vec::new();
         let sequence = self
             .frame(&request, true, &mut bytes)
-            .map_err(|message| IpvsError::new(operation, Some(libc::EINVAL), message))?;
-        self.send(&bytes, operation)?;
+            .map_err(|message| IpvsError::new(operation(), Some(libc::EINVAL), message))?;
+        self.send(&bytes, "send an IPVS listing request")
+            .map_err(|e| IpvsError::new(operation(), e.errno, e.message))?;
         let mut out = Vec::new();
         loop {
-            for message in self.receive(operation)? {
+            let messages = self
+                .receive("read an IPVS listing")
+                .map_err(|e| IpvsError::new(operation(), e.errno, e.message))?;
+            for message in messages {
                 if message.sequence != sequence {
                     continue;
                 }
@@ -299,8 +307,8 @@ impl KernelIpvs {
                     NLMSG_ERROR => match error_of(&message.body) {
                         // An ACK after the dump's end.
                         Some(0) => return Ok(out),
-                        Some(errno) => return Err(refusal(operation, errno, &request)),
-                        None => return Err(IpvsError::new(operation, None, "truncated error")),
+                        Some(errno) => return Err(refusal(&operation(), errno, &request)),
+                        None => return Err(IpvsError::new(operation(), None, "truncated error")),
                     },
                     kind if kind == self.family => out.push(message.body),
                     _ => {}
@@ -425,19 +433,21 @@ impl Ipvs for KernelIpvs {
 
     fn services(&mut self) -> Result<Vec<ServiceEntry>, IpvsError> {
         let operation = "list the IPVS services";
-        self.dump(Request::GetServices, operation)?
+        self.dump(Request::GetServices, &|| operation.to_string())?
             .iter()
             .map(|body| wire::decode_service_reply(body).map_err(|e| wire_error(operation, e)))
             .collect()
     }
 
     fn destinations(&mut self, service: &ServiceKey) -> Result<Vec<DestinationEntry>, IpvsError> {
-        let operation = format!("list the real servers of {service}");
+        // Named only when something fails: listing 10,000 services asks this 10,000 times.
+        let operation = || format!("list the real servers of {service}");
         let family = service.family();
         self.dump(Request::GetDestinations(*service), &operation)?
             .iter()
             .map(|body| {
-                wire::decode_destination_reply(body, family).map_err(|e| wire_error(&operation, e))
+                wire::decode_destination_reply(body, family)
+                    .map_err(|e| wire_error(&operation(), e))
             })
             .collect()
     }
@@ -521,7 +531,7 @@ impl Ipvs for KernelIpvs {
 
     fn daemons(&mut self) -> Result<Vec<SyncDaemon>, IpvsError> {
         let operation = "list the connection sync daemons";
-        self.dump(Request::GetDaemons, operation)?
+        self.dump(Request::GetDaemons, &|| operation.to_string())?
             .iter()
             .map(|body| wire::decode_daemon_reply(body).map_err(|e| wire_error(operation, e)))
             .collect()
