@@ -224,28 +224,7 @@ impl Reconciler {
         let start = Instant::now();
         let results = ipvs.apply(&plan.changes);
         outcome.timings.push(("apply", start.elapsed()));
-        let mut owned_changed = false;
-        let mut results = results.into_iter();
-        for change in plan.changes {
-            let result = results.next().unwrap_or_else(|| {
-                Err(IpvsError::new(
-                    change.to_string(),
-                    None,
-                    "the IPVS client gave no result for this change",
-                ))
-            });
-            match result {
-                Ok(()) => {
-                    owned_changed |= match &change {
-                        Change::AddService(service) => owned.insert(service.key),
-                        Change::RemoveService(key) => owned.remove(key),
-                        _ => false,
-                    };
-                    outcome.applied.push(change);
-                }
-                Err(error) => outcome.failed.push(Failure { change, error }),
-            }
-        }
+        let mut owned_changed = settle(plan.changes, results, owned, &mut outcome);
         // A desired service that was there already is the director's now.
         for wanted in &desired.services {
             if actual
@@ -256,16 +235,7 @@ impl Reconciler {
             }
         }
         if owned_changed || self.record_stale {
-            match record::save(&self.record, owned) {
-                Ok(()) => self.record_stale = false,
-                Err(e) => {
-                    self.record_stale = true;
-                    outcome.problems.push(format!(
-                        "cannot write the IPVS ownership record {}: {e}",
-                        self.record.display()
-                    ));
-                }
-            }
+            save_record(&self.record, &mut self.record_stale, owned, &mut outcome);
         }
         outcome.foreign = self.foreign.clone();
         outcome.retry = !outcome.failed.is_empty() || !outcome.problems.is_empty();
@@ -404,43 +374,10 @@ impl Reconciler {
         // now (it manages it, and removes it when the configuration drops it).
         owned.retain(|key| present.contains(key) || wanted.contains(key));
         owned.extend(present.intersection(&wanted).copied());
-        let mut results = results.into_iter();
-        for change in plan.changes {
-            let result = results.next().unwrap_or_else(|| {
-                Err(IpvsError::new(
-                    change.to_string(),
-                    None,
-                    "the IPVS client gave no result for this change",
-                ))
-            });
-            match result {
-                Ok(()) => {
-                    match &change {
-                        Change::AddService(service) => {
-                            owned.insert(service.key);
-                        }
-                        Change::RemoveService(key) => {
-                            owned.remove(key);
-                        }
-                        _ => {}
-                    }
-                    outcome.applied.push(change);
-                }
-                Err(error) => outcome.failed.push(Failure { change, error }),
-            }
-        }
+        settle(plan.changes, results, &mut owned, &mut outcome);
 
         if owned != before || self.record_stale {
-            match record::save(&self.record, &owned) {
-                Ok(()) => self.record_stale = false,
-                Err(e) => {
-                    self.record_stale = true;
-                    outcome.problems.push(format!(
-                        "cannot write the IPVS ownership record {}: {e}",
-                        self.record.display()
-                    ));
-                }
-            }
+            save_record(&self.record, &mut self.record_stale, &owned, &mut outcome);
         }
         self.owned = Some(owned);
 
@@ -480,6 +417,54 @@ impl Reconciler {
                     .problems
                     .push(format!("cannot set the IPVS timeouts: {e}"));
             }
+        }
+    }
+}
+
+/// Sorts a batch's results into the outcome (a change without a result is a failure) and keeps
+/// the services added and removed in `owned`; whether `owned` changed.
+fn settle(
+    changes: Vec<Change>,
+    results: Vec<Result<(), IpvsError>>,
+    owned: &mut HashSet<ServiceKey>,
+    outcome: &mut Outcome,
+) -> bool {
+    let mut owned_changed = false;
+    let mut results = results.into_iter();
+    for change in changes {
+        let result = results.next().unwrap_or_else(|| {
+            Err(IpvsError::new(
+                change.to_string(),
+                None,
+                "the IPVS client gave no result for this change",
+            ))
+        });
+        match result {
+            Ok(()) => {
+                owned_changed |= match &change {
+                    Change::AddService(service) => owned.insert(service.key),
+                    Change::RemoveService(key) => owned.remove(key),
+                    _ => false,
+                };
+                outcome.applied.push(change);
+            }
+            Err(error) => outcome.failed.push(Failure { change, error }),
+        }
+    }
+    owned_changed
+}
+
+/// Writes the ownership record; a failure is a problem of the round, and the record stays
+/// stale until a later write succeeds.
+fn save_record(path: &Path, stale: &mut bool, owned: &HashSet<ServiceKey>, outcome: &mut Outcome) {
+    match record::save(path, owned) {
+        Ok(()) => *stale = false,
+        Err(e) => {
+            *stale = true;
+            outcome.problems.push(format!(
+                "cannot write the IPVS ownership record {}: {e}",
+                path.display()
+            ));
         }
     }
 }
