@@ -435,11 +435,7 @@ pub fn render_json(info: &Info, table: &[TableEntry]) -> String {
                 address,
                 port,
             } => {
-                let protocol = match protocol {
-                    Protocol::Tcp => "tcp",
-                    Protocol::Udp => "udp",
-                    Protocol::Sctp => "sctp",
-                };
+                let protocol = protocol.name();
                 let _ = write!(
                     out,
                     "\"family\":\"{}\",\"protocol\":\"{protocol}\",\"address\":\"{address}\",\"port\":{port},",

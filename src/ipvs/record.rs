@@ -33,12 +33,7 @@ pub fn line(key: &ServiceKey) -> String {
             address,
             port,
         } => {
-            let protocol = match protocol {
-                Protocol::Tcp => "tcp",
-                Protocol::Udp => "udp",
-                Protocol::Sctp => "sctp",
-            };
-            format!("{protocol} {address} {port}")
+            format!("{} {address} {port}", protocol.name())
         }
         ServiceKey::Fwmark { family, mark } => {
             let family = match family {

@@ -60,7 +60,8 @@ impl Protocol {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// "tcp", "udp", "sctp".
+    pub fn name(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
