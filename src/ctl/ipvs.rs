@@ -68,17 +68,24 @@ pub enum View {
     Rate,
 }
 
+/// IP_VS_VERSION_CODE as text: 0x010201 is "1.2.1".
+fn version(code: u32) -> String {
+    format!(
+        "{}.{}.{}",
+        (code >> 16) & 0xff,
+        (code >> 8) & 0xff,
+        code & 0xff
+    )
+}
+
 /// The table as `ipvsadm -Ln` (and its --stats and --rate) prints it.
 pub fn render(info: &Info, table: &[TableEntry], view: View) -> String {
     let mut out = String::new();
-    let v = info.version;
     // Rule 1.
     let _ = writeln!(
         out,
-        "IP Virtual Server version {}.{}.{} (size={})",
-        (v >> 16) & 0xff,
-        (v >> 8) & 0xff,
-        v & 0xff,
+        "IP Virtual Server version {} (size={})",
+        version(info.version),
         info.connection_table_size
     );
     // Rule 2.
@@ -413,14 +420,11 @@ fn sorted(table: &[TableEntry]) -> Vec<TableEntry> {
 /// (address, port, forwarding, weight, thresholds, connections, counters, rates); in
 /// ipvsadm's order.
 pub fn render_json(info: &Info, table: &[TableEntry]) -> String {
-    let v = info.version;
     let mut out = String::new();
     let _ = write!(
         out,
-        "{{\"version\":\"{}.{}.{}\",\"size\":{},\"services\":[",
-        (v >> 16) & 0xff,
-        (v >> 8) & 0xff,
-        v & 0xff,
+        "{{\"version\":\"{}\",\"size\":{},\"services\":[",
+        version(info.version),
         info.connection_table_size
     );
     for (i, (entry, destinations)) in sorted(table).iter().enumerate() {
