@@ -389,6 +389,14 @@ pub struct Check {
     /// Check this port instead of the real server's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// The least weight a check may give a real server (`http.weight_header`, a program's
+    /// `weight=N` line); a lower one is raised to it. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_weight: Option<u32>,
+    /// The most weight a check may give a real server; a higher one is lowered to it.
+    /// Default 65535.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_weight: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<TcpCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -398,6 +406,19 @@ pub struct Check {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub program: Option<ProgramCheck>,
 }
+
+impl Check {
+    /// The weights a check may give, `min_weight..=max_weight` with their defaults.
+    pub fn weight_bounds(&self) -> (u32, u32) {
+        (
+            self.min_weight.unwrap_or(0),
+            self.max_weight.unwrap_or(MAX_WEIGHT),
+        )
+    }
+}
+
+/// The highest weight a real server can have.
+pub const MAX_WEIGHT: u32 = 65535;
 
 /// A TCP connection that completes.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -423,9 +444,20 @@ pub struct HttpCheck {
     /// A regular expression the body must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<String>,
+    /// The certificates (PEM file) that HTTPS verification trusts. The box has no system CA
+    /// bundle: `verify = true` needs this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// A response header whose whole-number value becomes the real server's weight (within
+    /// the check's `min_weight` and `max_weight`): load feedback, like Piranha's rup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_header: Option<String>,
 }
 
-/// Piranha's send/expect: send a string (escapes \n \r \t \\), match the answer.
+/// Piranha's send/expect: send a string (escapes \n \r \t \\), match the answer against
+/// `expect`, a regular expression (whose own syntax gives \n \r \t \\ the same meaning).
+/// Over UDP the answer is one datagram; over TCP what arrives until it matches, the server
+/// closes, or 64 KiB. Without `send` a TCP check reads the server's banner.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendExpectCheck {
@@ -437,13 +469,53 @@ pub struct SendExpectCheck {
     pub expect: Option<String>,
 }
 
-/// An external program; exit status 0 is healthy.
+/// An external program; exit status 0 is healthy. In `args`, `%h` becomes the real server's
+/// address, `%p` the checked port and `%%` a `%`. A line `weight=N` in its output is a weight
+/// (as `http.weight_header`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProgramCheck {
     pub path: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
+}
+
+impl SendExpectCheck {
+    /// What to send, with its escapes turned into the bytes they stand for.
+    pub fn send_bytes(&self) -> Result<Vec<u8>, String> {
+        self.send.as_deref().map_or(Ok(Vec::new()), unescape)
+    }
+}
+
+/// Piranha's escapes in a send string: `\n`, `\r`, `\t` and `\\`. Any other backslash is a
+/// mistake (a backslash itself is written `\\`), reported rather than guessed at.
+pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut utf8 = [0; 4];
+            out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push(b'\n'),
+            Some('r') => out.push(b'\r'),
+            Some('t') => out.push(b'\t'),
+            Some('\\') => out.push(b'\\'),
+            Some(other) => {
+                return Err(format!(
+                    "'\\{other}' is not one of the escapes \\n \\r \\t \\\\ (write a backslash as \\\\)"
+                ))
+            }
+            None => {
+                return Err(
+                    "ends in a lone backslash (write a backslash as \\\\)".to_string()
+                )
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn slash() -> String {

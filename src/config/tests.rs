@@ -618,6 +618,127 @@ fn check_rules() {
 }
 
 #[test]
+fn health_check_rules() {
+    fn check(c: &mut Config) -> &mut Check {
+        c.virtual_servers[0].check.as_mut().unwrap()
+    }
+    fn http(c: &mut Config) -> &mut HttpCheck {
+        check(c).http.as_mut().unwrap()
+    }
+    fn send_expect(c: &mut Config) -> &mut SendExpectCheck {
+        c.virtual_servers[1]
+            .check
+            .as_mut()
+            .unwrap()
+            .send_expect
+            .as_mut()
+            .unwrap()
+    }
+    assert_problem(
+        |c| http(c).expect = Some("(ok".into()),
+        "virtual_servers[0].check.http.expect",
+        "/(ok/ is not a regular expression",
+    );
+    assert_problem(
+        |c| send_expect(c).expect = Some("^2[0-9".into()),
+        "virtual_servers[1].check.send_expect.expect",
+        "not a regular expression",
+    );
+    assert_problem(
+        |c| send_expect(c).send = Some("HELO\\x".into()),
+        "virtual_servers[1].check.send_expect.send",
+        "'\\x' is not one of the escapes",
+    );
+    assert_problem(
+        |c| http(c).verify = true,
+        "virtual_servers[0].check.http.verify",
+        "no system CA bundle",
+    );
+    assert_problem(
+        |c| {
+            http(c).verify = true;
+            http(c).ca = Some("ca.pem".into());
+        },
+        "virtual_servers[0].check.http.ca",
+        "not an absolute path",
+    );
+    assert_problem(
+        |c| http(c).ca = Some("/data/ca.pem".into()),
+        "virtual_servers[0].check.http.ca",
+        "only for verify = true",
+    );
+    assert_problem(
+        |c| {
+            http(c).tls = false;
+            http(c).ca = Some("/data/ca.pem".into());
+        },
+        "virtual_servers[0].check.http.ca",
+        "only for tls = true",
+    );
+    assert_problem(
+        |c| http(c).weight_header = Some("X Weight".into()),
+        "virtual_servers[0].check.http.weight_header",
+        "not an HTTP header name",
+    );
+    assert_problem(
+        |c| http(c).host = Some("www example".into()),
+        "virtual_servers[0].check.http.host",
+        "not a host name or address",
+    );
+    assert_problem(
+        |c| check(c).max_weight = Some(70000),
+        "virtual_servers[0].check.max_weight",
+        "over 65535",
+    );
+    assert_problem(
+        |c| {
+            check(c).min_weight = Some(10);
+            check(c).max_weight = Some(5);
+        },
+        "virtual_servers[0].check.min_weight",
+        "above the max_weight 5",
+    );
+    assert_problem(
+        |c| c.virtual_servers[1].real_servers[0].port = None,
+        "virtual_servers[1].check.port",
+        "the check needs a port",
+    );
+    // What is valid stays so.
+    for host in [
+        "www.example.net",
+        "192.0.2.10:8080",
+        "[2001:db8::1]:443",
+        "2001:db8::1",
+    ] {
+        assert!(
+            problems_after(|c| http(c).host = Some(host.into())).is_empty(),
+            "{host}"
+        );
+    }
+    assert!(problems_after(|c| {
+        http(c).verify = true;
+        http(c).ca = Some("/data/ca.pem".into());
+        http(c).weight_header = Some("X-Weight".into());
+        check(c).min_weight = Some(1);
+        check(c).max_weight = Some(100);
+        c.virtual_servers[1].check.as_mut().unwrap().port = Some(25);
+        c.virtual_servers[1].real_servers[0].port = None;
+    })
+    .is_empty());
+}
+
+#[test]
+fn send_strings_unescape() {
+    assert_eq!(unescape("PING\\r\\n"), Ok(b"PING\r\n".to_vec()));
+    assert_eq!(unescape("a\\tb\\\\c"), Ok(b"a\tb\\c".to_vec()));
+    // Real control characters (from a TOML basic string) are kept as they are.
+    assert_eq!(unescape("x\r\n"), Ok(b"x\r\n".to_vec()));
+    assert_eq!(unescape("é"), Ok("é".as_bytes().to_vec()));
+    assert!(unescape("bad\\").unwrap_err().contains("lone backslash"));
+    assert!(unescape("\\0").unwrap_err().contains("'\\0'"));
+}
+
+#[test]
 fn pair_rules() {
     fn pair(c: &mut Config) -> &mut Pair {
         c.pair.as_mut().unwrap()

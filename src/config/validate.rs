@@ -332,7 +332,7 @@ impl Rules {
                 }
             }
             if let Some(check) = &vs.check {
-                self.check(&format!("{path}.check"), check);
+                self.check(&format!("{path}.check"), check, vs);
             }
             self.real_servers(&path, vs, family_v4);
         }
@@ -447,7 +447,7 @@ impl Rules {
         }
     }
 
-    fn check(&mut self, path: &str, check: &Check) {
+    fn check(&mut self, path: &str, check: &Check, vs: &VirtualServer) {
         let kinds = [
             check.tcp.is_some(),
             check.http.is_some(),
@@ -484,6 +484,42 @@ impl Rules {
                 self.bad(format!("{path}.{field}"), "must be at least 1");
             }
         }
+        let (min_weight, max_weight) = check.weight_bounds();
+        if max_weight > MAX_WEIGHT {
+            self.bad(
+                format!("{path}.max_weight"),
+                format!("{max_weight} is over {MAX_WEIGHT}"),
+            );
+        }
+        if min_weight > max_weight {
+            self.bad(
+                format!("{path}.min_weight"),
+                format!("{min_weight} is above the max_weight {max_weight}"),
+            );
+        }
+        // Only a program can check a real server without a port (it may not need one).
+        let portless = vs.port.is_none_or(|p| p == 0)
+            && vs
+                .real_servers
+                .iter()
+                .any(|rs| rs.port.is_none_or(|p| p == 0));
+        if check.port.is_none_or(|p| p == 0) && check.program.is_none() && portless {
+            self.bad(
+                format!("{path}.port"),
+                "some real servers have no port (a firewall-mark or all-ports service): the check needs a port",
+            );
+        }
+        if let Some(http) = &check.http {
+            self.http_check(&format!("{path}.http"), http);
+        }
+        if let Some(se) = &check.send_expect {
+            if let Err(why) = se.send_bytes() {
+                self.bad(format!("{path}.send_expect.send"), why);
+            }
+            if let Some(expect) = &se.expect {
+                self.regex(&format!("{path}.send_expect.expect"), expect);
+            }
+        }
         if let Some(http) = &check.http {
             if !http.path.starts_with('/') {
                 self.bad(
@@ -515,6 +551,56 @@ impl Rules {
                     format!("'{}' is not an absolute path", program.path),
                 );
             }
+        }
+    }
+
+    fn http_check(&mut self, path: &str, http: &HttpCheck) {
+        if let Some(expect) = &http.expect {
+            self.regex(&format!("{path}.expect"), expect);
+        }
+        if let Some(host) = &http.host {
+            if let Err(why) = check_http_host(host) {
+                self.bad(format!("{path}.host"), why);
+            }
+        }
+        match (&http.ca, http.tls, http.verify) {
+            (Some(_), false, _) => {
+                self.bad(format!("{path}.ca"), "a CA file is only for tls = true");
+            }
+            (Some(_), true, false) => self.bad(
+                format!("{path}.ca"),
+                "a CA file is only for verify = true (certificates are not verified)",
+            ),
+            (Some(ca), true, true) if !ca.starts_with('/') => {
+                self.bad(
+                    format!("{path}.ca"),
+                    format!("'{ca}' is not an absolute path"),
+                );
+            }
+            (None, true, true) => self.bad(
+                format!("{path}.verify"),
+                "verifying certificates needs the CA that signed them (ca = \"/data/ca.pem\"): \
+                 the box has no system CA bundle; or set verify = false",
+            ),
+            _ => {}
+        }
+        if let Some(header) = &http.weight_header {
+            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if header.is_empty() || !header.chars().all(token) {
+                self.bad(
+                    format!("{path}.weight_header"),
+                    format!("'{header}' is not an HTTP header name like X-Weight"),
+                );
+            }
+        }
+    }
+
+    fn regex(&mut self, path: &str, pattern: &str) {
+        if let Err(e) = regex_lite::Regex::new(pattern) {
+            self.bad(
+                path,
+                format!("/{pattern}/ is not a regular expression: {e}"),
+            );
         }
     }
 
@@ -680,6 +766,34 @@ fn check_hostname(name: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// An HTTP Host: a host name or an address, with an optional port (`www.example.net`,
+/// `192.0.2.10:8080`, `[2001:db8::1]:443`).
+fn check_http_host(host: &str) -> Result<(), String> {
+    let bad = || format!("'{host}' is not a host name or address, with an optional :port");
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let (addr, after) = rest.split_once(']').ok_or_else(bad)?;
+        addr.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
+        match after {
+            "" => return Ok(()),
+            _ => (None, after.strip_prefix(':').ok_or_else(bad)?),
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if !name.contains(':') => (Some(name), port),
+            _ => (Some(host), ""),
+        }
+    };
+    if !port.is_empty() && port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    match name {
+        Some(name) if name.parse::<IpAddr>().is_err() && check_hostname(name).is_err() => {
+            Err(bad())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check_ifname(name: &str) -> Result<(), String> {

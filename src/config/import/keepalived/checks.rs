@@ -153,6 +153,8 @@ pub(super) fn checker(stmt: &Stmt, inherited: &Timing, report: &mut Report) -> O
         rise: 1,
         fall: 1,
         port,
+        min_weight: None,
+        max_weight: None,
         tcp: None,
         http: None,
         send_expect: None,
@@ -259,6 +261,8 @@ fn http_check(
         host: timing.virtualhost.clone(),
         status: Vec::new(),
         expect: None,
+        ca: None,
+        weight_header: None,
     };
     let Some(first) = urls.first() else {
         report.note(

@@ -162,7 +162,22 @@ pub(super) fn virtual_server(
     };
 
     let persistence = persistence(&f, report);
-    let check = check(stmt, &f, protocol, report);
+    let check = check(stmt, &f, protocol, report).filter(|c| {
+        // nanny would connect to port 0, which nothing answers: every real server would
+        // fail. A program needs no port.
+        let portless = port == 0 && c.program.is_none();
+        if portless {
+            report.note(
+                stmt.line,
+                format!(
+                    "`virtual {}` serves every port (port 0): nothing answers a check on port \
+                     0, so no check is imported; add one with a port (check.port)",
+                    stmt.name()
+                ),
+            );
+        }
+        !portless
+    });
 
     Some(VirtualServer {
         name,
@@ -340,6 +355,8 @@ fn check(stmt: &Stmt, f: &Fields, protocol: Protocol, report: &mut Report) -> Op
         rise: 1,
         fall: 1,
         port: None,
+        min_weight: None,
+        max_weight: None,
         tcp: None,
         http: None,
         send_expect: None,
@@ -352,14 +369,7 @@ fn check(stmt: &Stmt, f: &Fields, protocol: Protocol, report: &mut Report) -> Op
             return None;
         };
         let args: Vec<String> = words.collect();
-        if args.iter().any(|a| a.contains("%h")) {
-            report.note(
-                *line,
-                "`%h` (nanny puts the real server's address there) is passed as written: the \
-                 box's program check substitutes nothing; change the program to find the real \
-                 server another way",
-            );
-        }
+        // nanny puts the real server's address for `%h`; so does the box's program check.
         if let Some((_, send_line)) = &f.send {
             report.note(
                 *send_line,

@@ -255,7 +255,8 @@ fn checks_and_their_timings() {
     assert_eq!(se.protocol, CheckProtocol::Udp);
     assert_eq!(se.send.as_deref(), Some("ping\\n"));
 
-    // send_program is an external program, never a connection check; %h is said.
+    // send_program is an external program, never a connection check; %h is kept: the program
+    // check puts the real server's address there, as nanny did.
     let https = vs(config, "HTTPS").check.as_ref().unwrap();
     assert_eq!(
         https.program,
@@ -267,7 +268,7 @@ fn checks_and_their_timings() {
     assert!(https.tcp.is_none() && https.send_expect.is_none());
     assert_eq!(https.interval, secs(10));
     let program_line = line_of(PAIR, "send_program", 1);
-    assert!(has_note(&imported.notes, program_line, "`%h`"));
+    assert!(!has_note(&imported.notes, program_line, "`%h`"));
     let expect_line = line_of(PAIR, "expect = \"OK\"", 1);
     assert!(has_note(&imported.notes, expect_line, "exit status"));
 

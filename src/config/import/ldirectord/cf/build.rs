@@ -355,6 +355,8 @@ pub(super) fn build_check(
                     host: block.virtualhost.as_ref().map(|(h, _)| h.clone()).or(host),
                     status: SUCCESS_CODES.to_vec(),
                     expect: receive.clone(),
+                    ca: None,
+                    weight_header: None,
                 }))
             }
             "simpletcp" => Some(Kind::SendExpect(SendExpectCheck {
@@ -507,6 +509,8 @@ pub(super) fn build_check(
         rise: 1,
         fall,
         port,
+        min_weight: None,
+        max_weight: None,
         tcp: None,
         http: None,
         send_expect: None,
