@@ -1,11 +1,13 @@
 //! The director's parts, shared by the `director` binary (`src/main.rs`), the integration
 //! tests and the fuzz targets: PID 1 (`init`), the control plane (`daemon`), the configuration
-//! (`config`), the command line (`ctl`), and every kernel touch point (`sys`).
+//! (`config`), the command line (`ctl`), the health checks of real servers (`health`), and
+//! every kernel touch point (`sys`).
 
 pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod daemon;
+pub mod health;
 pub mod init;
 pub mod ipvs;
 pub mod logging;
