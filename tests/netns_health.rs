@@ -25,7 +25,7 @@ use director::health::{CheckResult, Checker, Event, Health, State};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 
 /// Where the servers listen.
 const HOST: &str = "192.0.2.10";
