@@ -42,6 +42,8 @@ image_stale() {
 need_musl_target() {
     rustup target list --installed 2>/dev/null | grep -qx "$MUSL_TARGET" \
         || { say "adding rustup target $MUSL_TARGET"; rustup target add "$MUSL_TARGET" >&2; }
+    # ring (rustls's cryptography) has C and assembly parts: they need musl's C compiler.
+    need_commands x86_64-linux-musl-gcc:musl-tools
 }
 
 # deb_fetch PACKAGE: downloads the package into the cache (once) and prints the .deb path.
