@@ -90,11 +90,13 @@ impl Checker {
     }
 
     async fn probe(&self, target: SocketAddr) -> Outcome {
+        // The larger kinds are boxed so that a TCP check in flight stays a few hundred bytes,
+        // not the size of a TLS session.
         match self {
             Checker::Tcp => connect_only(target).await,
-            Checker::Http(probe) => probe.probe(target).await,
-            Checker::SendExpect(probe) => probe.probe(target).await,
-            Checker::Program(probe) => probe.probe(target).await,
+            Checker::Http(probe) => Box::pin(probe.probe(target)).await,
+            Checker::SendExpect(probe) => Box::pin(probe.probe(target)).await,
+            Checker::Program(probe) => Box::pin(probe.probe(target)).await,
         }
     }
 
@@ -209,6 +211,15 @@ mod tests {
         assert_eq!(excerpt(b"+OK\r\n", 20), "\"+OK\\r\\n\"");
         assert_eq!(excerpt(b"abcdef", 3), "\"abc...\"");
         assert_eq!(excerpt(b"a\"b", 10), "\"a\\\"b\"");
+    }
+
+    #[test]
+    fn a_tcp_check_in_flight_is_small() {
+        let target: SocketAddr = "192.0.2.21:80".parse().expect("an address");
+        let check = Checker::Tcp;
+        let future = check.run(target, Duration::from_secs(1));
+        let size = std::mem::size_of_val(&future);
+        assert!(size < 1024, "{size} bytes");
     }
 
     #[test]
