@@ -492,7 +492,7 @@ impl Runner {
                 let (Ok(service), Ok(server)) = (u32::try_from(i), u32::try_from(j)) else {
                     continue;
                 };
-                let at = now + self.random.below(plan.interval);
+                let at = later(now, self.random.below(plan.interval));
                 self.heap.push(Reverse(Due {
                     at,
                     service,
@@ -533,9 +533,9 @@ impl Runner {
                 };
                 // Every interval from the first, unless the runner fell a whole interval
                 // behind: then from now.
-                let mut next = due.at + plan.interval;
+                let mut next = later(due.at, plan.interval);
                 if next <= now {
-                    next = now + plan.interval;
+                    next = later(now, plan.interval);
                 }
                 self.heap.push(Reverse(Due { at: next, ..*due }));
                 if server.running {
@@ -565,6 +565,12 @@ impl Runner {
         }
         true
     }
+}
+
+/// `at + span`; an interval so long that the clock cannot hold it is a year.
+fn later(at: Instant, span: Duration) -> Instant {
+    const YEAR: Duration = Duration::from_secs(365 * 86_400);
+    at.checked_add(span.min(YEAR)).unwrap_or(at)
 }
 
 /// Sleeps until `at`, or for ever.
