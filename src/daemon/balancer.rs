@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 
+use crate::config::delta::Delta;
 use crate::config::Config;
 use crate::ctl::ipvs::{render, render_json, View};
 use crate::ipvs::{Outcome, Reconciler, Round};
@@ -53,7 +54,12 @@ impl Balancer {
     }
 
     /// One round, logged: what changed, what failed (with its entry), what is not ours.
-    pub fn round(&mut self, config: &Arc<Config>, full: bool) -> Result<Outcome, String> {
+    pub fn round(
+        &mut self,
+        config: &Arc<Config>,
+        full: bool,
+        delta: Option<&Delta>,
+    ) -> Result<Outcome, String> {
         let start = Instant::now();
         let first = self.rounds == 0;
         if let Err(e) = self.client() {
@@ -66,7 +72,7 @@ impl Balancer {
         let Some(ipvs) = ipvs.as_deref_mut() else {
             return Err("IPVS unavailable".into());
         };
-        let outcome = reconciler.round_from(ipvs, config, full);
+        let outcome = reconciler.round_from(ipvs, config, full, delta);
         let retired = reconciler.take_retired();
         self.rounds += 1;
         let elapsed = start.elapsed();
@@ -115,7 +121,12 @@ impl Balancer {
     pub fn show(&mut self, view: Option<View>) -> Result<String, String> {
         let ipvs = self.client()?;
         let info = ipvs.info().map_err(|e| e.to_string())?;
-        let table = ipvs.table().map_err(|e| e.to_string())?;
+        // The plain view shows no more than the kernel's text listing holds.
+        let table = match view {
+            Some(View::Plain) => ipvs.listing(),
+            _ => ipvs.table(),
+        }
+        .map_err(|e| e.to_string())?;
         Ok(match view {
             Some(view) => render(&info, &table, view),
             None => render_json(&info, &table),

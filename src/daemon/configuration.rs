@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use log::{error, info, warn};
 use tokio::sync::watch;
 
+use crate::config::delta::{Delta, Difference};
 use crate::config::store::{Provisioned, Revision, Store, StoreError};
 use crate::config::{self, from_toml, to_toml, validate, Config};
 use crate::control::Request;
@@ -26,6 +27,10 @@ pub struct Configuration {
     /// edits of single fields are refused until a whole configuration replaces it.
     degraded: Option<String>,
     published: watch::Sender<Arc<Config>>,
+    /// What each configuration published changes of the one before, sent just before it.
+    deltas: watch::Sender<Delta>,
+    /// The difference of the change being committed, for the delta of its publication.
+    pending: Option<Difference>,
 }
 
 impl Configuration {
@@ -34,12 +39,15 @@ impl Configuration {
     pub fn start(store_dir: &Path, provision_dir: &Path) -> Configuration {
         let store = Store::open(store_dir).map_err(|e| e.to_string());
         let (published, _) = watch::channel(Arc::new(config::builtin_default()));
+        let (deltas, _) = watch::channel(Delta::default());
         let mut this = Configuration {
             store,
             current: Arc::new(config::builtin_default()),
             revision: None,
             degraded: None,
             published,
+            deltas,
+            pending: None,
         };
         match &this.store {
             Ok(_) => this.provision(&provision_dir.join(PROVISION_FILE)),
@@ -57,6 +65,13 @@ impl Configuration {
     /// A receiver that sees every configuration taken into force.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Config>> {
         self.published.subscribe()
+    }
+
+    /// A receiver of what each configuration taken into force changed: when it names the
+    /// configuration a subscriber had and the one it sees now, the subscriber may look at the
+    /// virtual servers it names alone.
+    pub fn deltas(&self) -> watch::Receiver<Delta> {
+        self.deltas.subscribe()
     }
 
     fn provision(&mut self, file: &Path) {
@@ -98,6 +113,8 @@ impl Configuration {
     /// default over a stored configuration.
     fn load(&mut self, announce: bool) {
         self.degraded = None;
+        // The difference of a change holds only if its revision is what goes into force.
+        let pending = self.pending.take();
         let store = match &self.store {
             Ok(store) => store,
             Err(_) => {
@@ -141,6 +158,9 @@ impl Configuration {
                     for problem in &problems {
                         warn!("configuration: revision {number} breaks a current rule: {problem}");
                     }
+                    if number == current {
+                        self.pending = pending;
+                    }
                     self.put_in_force(revision.config, Some(number));
                     return;
                 }
@@ -158,8 +178,15 @@ impl Configuration {
     }
 
     fn put_in_force(&mut self, config: Config, revision: Option<u64>) {
+        let from = Arc::downgrade(&self.current);
         self.current = Arc::new(config);
         self.revision = revision;
+        // The delta goes first: whoever sees the configuration can find its delta.
+        self.deltas.send_replace(Delta {
+            from,
+            to: Arc::downgrade(&self.current),
+            difference: self.pending.take(),
+        });
         self.published.send_replace(self.current.clone());
     }
 
@@ -261,7 +288,8 @@ impl Configuration {
 
     fn change(&mut self, config: &Config, author: &str, comment: &str) -> Result<String, String> {
         let store = self.store()?;
-        if *config == *self.current && self.revision.is_some() {
+        let difference = Difference::between(&self.current, config);
+        if difference.is_none() && self.revision.is_some() {
             return Ok(format!(
                 "no change: revision {} already says this\n",
                 self.revision.unwrap_or_default()
@@ -285,6 +313,7 @@ impl Configuration {
             Err(other) => return Err(other.to_string()),
         };
         info!("configuration: revision {number} by {author}: {comment}");
+        self.pending = Some(difference);
         self.load(false);
         Ok(format!("revision {number}\n{warning}"))
     }

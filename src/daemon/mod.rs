@@ -152,7 +152,11 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
         }
     }
     let balancer = Arc::new(Mutex::new(Balancer::new(&options.ipvs_record)));
-    tokio::spawn(keep_ipvs(configuration.subscribe(), balancer.clone()));
+    tokio::spawn(keep_ipvs(
+        configuration.subscribe(),
+        configuration.deltas(),
+        balancer.clone(),
+    ));
     let shared = Arc::new(Shared {
         logger,
         started,
@@ -260,6 +264,7 @@ async fn keep_network(
 /// to 30 s) and every `balancer::FULL_EVERY` (or 100 times the last round's duration, if longer).
 async fn keep_ipvs(
     mut changes: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
+    deltas: tokio::sync::watch::Receiver<crate::config::delta::Delta>,
     balancer: Arc<Mutex<Balancer>>,
 ) {
     const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -270,11 +275,15 @@ async fn keep_ipvs(
     let mut next_full = Instant::now();
     loop {
         let config = changes.borrow_and_update().clone();
+        // Sent before its configuration: it is this one's, or a later one's (then not used).
+        let delta = deltas.borrow().clone();
         let shared = balancer.clone();
         let ran_full = full;
         let started = Instant::now();
         let round = tokio::task::spawn_blocking(move || match shared.lock() {
-            Ok(mut balancer) => balancer.round(&config, ran_full).map(|o| o.retry),
+            Ok(mut balancer) => balancer
+                .round(&config, ran_full, Some(&delta))
+                .map(|o| o.retry),
             Err(_) => Err("the IPVS service failed earlier; restart the daemon".to_string()),
         })
         .await;
@@ -487,7 +496,7 @@ fn execute(request: &Request, shared: &Shared) -> Result<String, String> {
                         Err(_) => return Err("the configuration service failed earlier".into()),
                     };
                     balancer
-                        .round(&config, true)
+                        .round(&config, true, None)
                         .map(|outcome| balancer::describe(&outcome))
                 }
                 other => Err(format!(

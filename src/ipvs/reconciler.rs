@@ -13,6 +13,7 @@ use super::{
     desired_with, destinations_of, plan, record, service_of, wanted_timeouts, NoOverrides,
     Overrides, Table, Wanted,
 };
+use crate::config::delta::Delta;
 use crate::config::Config;
 use crate::sys::ipvs::{Change, Ipvs, IpvsError, ServiceKey, TableEntry, Timeouts};
 
@@ -106,6 +107,15 @@ pub struct Reconciler {
     retired: Option<Arc<Config>>,
 }
 
+/// Where each service is in a table.
+fn index_of(table: &[TableEntry]) -> HashMap<ServiceKey, usize> {
+    table
+        .iter()
+        .enumerate()
+        .map(|(i, (entry, _))| (entry.service.key, i))
+        .collect()
+}
+
 /// Above this many changed virtual servers a round plans over the whole table.
 const FEW: usize = 64;
 
@@ -127,16 +137,35 @@ impl Reconciler {
     /// servers differ from the configuration applied last, the round looks at those alone
     /// (comparing the configurations is the only work proportional to the table); otherwise
     /// `incremental`. Without health overrides.
-    pub fn round_from(&mut self, ipvs: &mut dyn Ipvs, config: &Arc<Config>, full: bool) -> Outcome {
-        let outcome = match (full, self.few(ipvs, config)) {
-            (false, Some(outcome)) => outcome,
-            _ => {
+    ///
+    /// `delta`, when it joins the configuration applied last and `config`, names the virtual
+    /// servers that differ, and the configurations are not compared at all.
+    pub fn round_from(
+        &mut self,
+        ipvs: &mut dyn Ipvs,
+        config: &Arc<Config>,
+        full: bool,
+        delta: Option<&Delta>,
+    ) -> Outcome {
+        let few = if full {
+            None
+        } else {
+            self.few(ipvs, config, delta)
+        };
+        let outcome = match few {
+            Some(outcome) => outcome,
+            None => {
                 self.index = None;
-                if full {
+                let outcome = if full {
                     self.full(ipvs, config)
                 } else {
                     self.incremental(ipvs, config)
+                };
+                // Built now, so that the next change to a few virtual servers finds it.
+                if let Some(last) = &self.last {
+                    self.index = Some(index_of(&last.table));
                 }
+                outcome
             }
         };
         let previous = std::mem::replace(
@@ -159,7 +188,12 @@ impl Reconciler {
     /// The round for a change to at most `FEW` virtual servers, or `None` when it does not
     /// apply (nothing applied cleanly yet, other IPVS settings, virtual servers added or
     /// removed, many changed).
-    fn few(&mut self, ipvs: &mut dyn Ipvs, config: &Arc<Config>) -> Option<Outcome> {
+    fn few(
+        &mut self,
+        ipvs: &mut dyn Ipvs,
+        config: &Arc<Config>,
+        delta: Option<&Delta>,
+    ) -> Option<Outcome> {
         let previous = self.last_config.as_ref()?;
         let last = self.last.as_mut()?;
         if previous.network.ipvs != config.network.ipvs {
@@ -170,25 +204,25 @@ impl Reconciler {
             return None;
         }
         let start = Instant::now();
-        let changed: Vec<usize> = old
-            .iter()
-            .zip(new)
-            .enumerate()
-            .filter(|(_, (a, b))| a != b)
-            .map(|(i, _)| i)
-            .take(FEW + 1)
-            .collect();
+        let known = delta
+            .and_then(|d| d.virtual_servers_between(previous, config))
+            .filter(|known| known.iter().all(|&i| i < new.len()));
+        let changed: Vec<usize> = match known {
+            Some(known) => known.iter().copied().take(FEW + 1).collect(),
+            None => old
+                .iter()
+                .zip(new)
+                .enumerate()
+                .filter(|(_, (a, b))| a != b)
+                .map(|(i, _)| i)
+                .take(FEW + 1)
+                .collect(),
+        };
         if changed.len() > FEW {
             return None;
         }
         let owned = self.owned.as_mut()?;
-        let index = self.index.get_or_insert_with(|| {
-            last.table
-                .iter()
-                .enumerate()
-                .map(|(i, (entry, _))| (entry.service.key, i))
-                .collect()
-        });
+        let index = self.index.get_or_insert_with(|| index_of(&last.table));
         let mut desired = Table::default();
         let mut actual = Vec::new();
         for &i in &changed {

@@ -743,14 +743,14 @@ fn a_change_to_a_few_virtual_servers_is_planned_from_those_alone() {
     let (mut reconciler, _scratch) = reconciler();
     let mut ipvs = FakeIpvs::default();
     let first = std::sync::Arc::new(config(&many(1, "192.0.2.13")));
-    let outcome = reconciler.round_from(&mut ipvs, &first, true);
+    let outcome = reconciler.round_from(&mut ipvs, &first, true, None);
     assert_eq!(outcome.applied.len(), 3000);
     assert!(!outcome.retry);
 
     // One weight: one edit, without reading the kernel.
     ipvs.changes.clear();
     let second = std::sync::Arc::new(config(&many(7, "192.0.2.13")));
-    let outcome = reconciler.round_from(&mut ipvs, &second, false);
+    let outcome = reconciler.round_from(&mut ipvs, &second, false, None);
     assert_eq!(outcome.round, Round::Incremental);
     assert_eq!(outcome.applied.len(), 1, "{:?}", outcome.applied);
     assert!(matches!(
@@ -761,7 +761,7 @@ fn a_change_to_a_few_virtual_servers_is_planned_from_those_alone() {
     // A new VIP for another one: its old service goes, the new one comes, and the record
     // follows.
     let third = std::sync::Arc::new(config(&many(7, "203.0.113.9")));
-    let outcome = reconciler.round_from(&mut ipvs, &third, false);
+    let outcome = reconciler.round_from(&mut ipvs, &third, false, None);
     let applied: Vec<String> = outcome.applied.iter().map(ToString::to_string).collect();
     assert_eq!(applied.len(), 4, "{applied:?}");
     assert!(
@@ -778,14 +778,67 @@ fn a_change_to_a_few_virtual_servers_is_planned_from_those_alone() {
 
     // The state it kept is the kernel's: a full round finds nothing to do, and another small
     // change is again one edit.
-    let outcome = reconciler.round_from(&mut ipvs, &third, true);
+    let outcome = reconciler.round_from(&mut ipvs, &third, true, None);
     assert!(outcome.applied.is_empty(), "{:?}", outcome.applied);
     let fourth = std::sync::Arc::new(config(&many(2, "203.0.113.9")));
-    let outcome = reconciler.round_from(&mut ipvs, &fourth, false);
+    let outcome = reconciler.round_from(&mut ipvs, &fourth, false, None);
     assert_eq!(outcome.applied.len(), 1);
     assert_eq!(
         kernel(&mut ipvs).len(),
         1000,
         "the kernel has every service once"
+    );
+}
+
+#[test]
+fn a_delta_that_joins_the_two_configurations_spares_comparing_them() {
+    use crate::config::delta::{Delta, Difference};
+    use std::sync::Arc;
+    let (mut reconciler, _scratch) = reconciler();
+    let mut ipvs = FakeIpvs::default();
+    let first = Arc::new(config(&many(1, "192.0.2.13")));
+    reconciler.round_from(&mut ipvs, &first, true, None);
+    ipvs.changes.clear();
+
+    // v500's weight and v501's VIP both change, but the delta names v500 alone: only what it
+    // names is looked at, which shows that the configurations were not compared.
+    let second = Arc::new(config(&many(7, "203.0.113.9")));
+    let mut difference = Difference::between(&first, &second);
+    assert_eq!(difference.virtual_servers, Some(vec![500, 501]));
+    difference.virtual_servers = Some(vec![500]);
+    let delta = Delta {
+        from: Arc::downgrade(&first),
+        to: Arc::downgrade(&second),
+        difference: Some(difference),
+    };
+    let outcome = reconciler.round_from(&mut ipvs, &second, false, Some(&delta));
+    assert_eq!(outcome.round, Round::Incremental);
+    assert_eq!(outcome.applied.len(), 1, "{:?}", outcome.applied);
+    assert!(matches!(
+        &outcome.applied[0],
+        Change::EditDestination(key, d) if *key == tcp("192.0.2.13", 1020) && d.weight == 7
+    ));
+
+    // A delta between other configurations is not trusted: the configurations are compared
+    // (v500's weight again; v501 is alike in both).
+    let third = Arc::new(config(&many(8, "203.0.113.9")));
+    let stale = Delta {
+        from: Arc::downgrade(&first),
+        to: Arc::downgrade(&third),
+        difference: Some(Difference {
+            elsewhere: false,
+            virtual_servers: Some(vec![]),
+        }),
+    };
+    let outcome = reconciler.round_from(&mut ipvs, &third, false, Some(&stale));
+    assert_eq!(outcome.applied.len(), 1, "{:?}", outcome.applied);
+
+    // The full round reads the kernel and puts right what the lying delta hid.
+    let outcome = reconciler.round_from(&mut ipvs, &third, true, None);
+    let applied: Vec<String> = outcome.applied.iter().map(ToString::to_string).collect();
+    assert_eq!(applied.len(), 4, "{applied:?}");
+    assert!(
+        applied[0].starts_with("add service tcp 203.0.113.9:1021"),
+        "{applied:?}"
     );
 }

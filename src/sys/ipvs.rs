@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 pub mod kernel;
+pub mod procfs;
 pub mod wire;
 
 /// The address family of a service or a destination.
@@ -473,6 +474,14 @@ pub trait Ipvs {
                 } => self.remove_destination(service, *address, *port),
             })
             .collect()
+    }
+
+    /// Every service with its destinations, for a listing: what `ipvsadm -Ln` shows (services
+    /// in full; of the destinations address, port, forwarding method, weight and connection
+    /// counts). Thresholds, tunnel details and per-destination counters may be left out, so it
+    /// is never planned against. The same as `table` unless the kernel has a faster way.
+    fn listing(&mut self) -> Result<Vec<TableEntry>, IpvsError> {
+        self.table()
     }
 
     /// Every service with its destinations.

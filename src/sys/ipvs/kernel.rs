@@ -9,16 +9,18 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use neli::consts::socket::{Msg, NlFamily};
 use neli::router::synchronous::NlRouter;
 use neli::socket::NlSocket;
 use neli::utils::Groups;
 
+use super::procfs::{self, ListedKey};
 use super::wire::{self, Request};
 use super::{
     Change, DestinationEntry, Info, Ipvs, IpvsError, Service, ServiceEntry, ServiceKey, SyncDaemon,
-    SyncState, Timeouts,
+    SyncState, TableEntry, Timeouts,
 };
 
 const NLM_F_REQUEST: u16 = 0x1;
@@ -45,6 +47,9 @@ pub struct KernelIpvs {
     family: u16,
     sequence: u32,
     buffer: Vec<u8>,
+    /// The kernel's text listing of the table (/proc/net/ip_vs): one read for what takes a
+    /// dump per service over netlink.
+    listing: PathBuf,
 }
 
 fn io_error(operation: &str, e: &io::Error) -> IpvsError {
@@ -102,6 +107,7 @@ impl KernelIpvs {
             family,
             sequence: 0,
             buffer: vec![0; DATAGRAM],
+            listing: PathBuf::from("/proc/net/ip_vs"),
         })
     }
 
@@ -450,6 +456,70 @@ impl Ipvs for KernelIpvs {
                     .map_err(|e| wire_error(&operation(), e))
             })
             .collect()
+    }
+
+    /// One dump of the services (their every detail) and one read of /proc/net/ip_vs (their
+    /// destinations), instead of a dump per service. A service the text does not name without
+    /// doubt (IPv4 and IPv6 services with one firewall mark look alike there, and one added
+    /// between the two reads is missing) has its destinations dumped over netlink.
+    fn listing(&mut self) -> Result<Vec<TableEntry>, IpvsError> {
+        let services = self.services()?;
+        let text = match std::fs::read_to_string(&self.listing) {
+            Ok(text) => text,
+            Err(e) => {
+                log::debug!(
+                    "ipvs: {}: {e}; listing over netlink",
+                    self.listing.display()
+                );
+                return self.table();
+            }
+        };
+        let listed = match procfs::parse(&text) {
+            Ok(listed) => listed,
+            Err(e) => {
+                log::warn!("ipvs: {e}; listing over netlink");
+                return self.table();
+            }
+        };
+        let mut by_key: HashMap<ListedKey, Vec<DestinationEntry>> =
+            HashMap::with_capacity(listed.len());
+        let mut doubtful = std::collections::HashSet::new();
+        for service in listed {
+            if by_key.insert(service.key, service.destinations).is_some() {
+                doubtful.insert(service.key);
+            }
+        }
+        let mut table = Vec::with_capacity(services.len());
+        for entry in services {
+            let listed_key = match entry.service.key {
+                ServiceKey::Address {
+                    protocol,
+                    address,
+                    port,
+                } => ListedKey::Address {
+                    protocol,
+                    address,
+                    port,
+                },
+                ServiceKey::Fwmark { mark, .. } => ListedKey::Fwmark(mark),
+            };
+            let known = if doubtful.contains(&listed_key) {
+                None
+            } else {
+                by_key.remove(&listed_key)
+            };
+            let destinations = match known {
+                Some(destinations) => destinations,
+                None => match self.destinations(&entry.service.key) {
+                    Ok(destinations) => destinations,
+                    // Removed since the dump of the services: not in the table any more.
+                    Err(e) if e.errno == Some(libc::ESRCH) => continue,
+                    Err(e) => return Err(e),
+                },
+            };
+            table.push((entry, destinations));
+        }
+        Ok(table)
     }
 
     fn add_service(&mut self, service: &Service) -> Result<(), IpvsError> {
