@@ -53,8 +53,8 @@ use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::sys::ipvs::{
-    DestinationEntry, Family, Forwarding, Info, Protocol, Service, ServiceKey, Stats, TableEntry,
-    TunnelKind,
+    DestinationEntry, Family, Forwarding, Info, Protocol, Service, ServiceEntry, ServiceKey, Stats,
+    TableEntry, TunnelKind,
 };
 
 /// Which of ipvsadm's listings.
@@ -99,9 +99,10 @@ pub fn render(info: &Info, table: &[TableEntry], view: View) -> String {
         ),
         View::Rate => title(&mut out, ["CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"]),
     }
+    let (mut name, mut dname) = (String::new(), String::new());
     for (entry, destinations) in sorted(table) {
         let service = &entry.service;
-        let name = service_name(&service.key);
+        service_name(&mut name, &service.key);
         match view {
             View::Plain => {
                 out.push_str(&name);
@@ -124,7 +125,8 @@ pub fn render(info: &Info, table: &[TableEntry], view: View) -> String {
         out.push('\n');
         for d in destinations {
             let dest = &d.destination;
-            let mut dname = address_port(dest.address, dest.port);
+            dname.clear();
+            address_port(&mut dname, dest.address, dest.port);
             if dest.address.is_ipv4() {
                 dname.truncate(28);
             }
@@ -236,16 +238,22 @@ fn service_flags(out: &mut String, service: &Service) {
 }
 
 /// Rule 3.
-fn service_name(key: &ServiceKey) -> String {
+/// The service's name, written over `name` (one buffer serves a whole table).
+fn service_name(name: &mut String, key: &ServiceKey) {
+    name.clear();
     match key {
         ServiceKey::Fwmark {
             family: Family::V4,
             mark,
-        } => format!("FWM  {mark}"),
+        } => {
+            let _ = write!(name, "FWM  {mark}");
+        }
         ServiceKey::Fwmark {
             family: Family::V6,
             mark,
-        } => format!("FWM  {mark} IPv6"),
+        } => {
+            let _ = write!(name, "FWM  {mark} IPv6");
+        }
         ServiceKey::Address {
             protocol,
             address,
@@ -256,20 +264,20 @@ fn service_name(key: &ServiceKey) -> String {
                 Protocol::Udp => "UDP",
                 Protocol::Sctp => "SCTP",
             };
-            let mut name = format!("{protocol:<4} {}", address_port(*address, *port));
+            let _ = write!(name, "{protocol:<4} ");
+            address_port(name, *address, *port);
             if address.is_ipv4() {
                 name.truncate(33);
             }
-            name
         }
     }
 }
 
-fn address_port(address: IpAddr, port: u16) -> String {
-    match address {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{}]:{port}", inet6(a)),
-    }
+fn address_port(out: &mut String, address: IpAddr, port: u16) {
+    let _ = match address {
+        IpAddr::V4(a) => write!(out, "{a}:{port}"),
+        IpAddr::V6(a) => write!(out, "[{}]:{port}", inet6(a)),
+    };
 }
 
 /// Rule 10: as glibc's inet_ntop. Rust writes RFC 5952 too, but writes an IPv4-compatible
@@ -381,7 +389,7 @@ fn compare_destinations(a: &DestinationEntry, b: &DestinationEntry) -> i32 {
 /// glibc's merge sort (msort_with_tmp): halves of n/2 and n - n/2, merged taking from the
 /// first half while the comparison is <= 0. The same steps as ipvsadm's qsort, so the same
 /// order even where ipvsadm's comparison is not a consistent order.
-fn merge_sort<T: Clone>(items: &mut [T], compare: &dyn Fn(&T, &T) -> i32) {
+fn merge_sort<T: Copy>(items: &mut [T], compare: &dyn Fn(&T, &T) -> i32) {
     let n = items.len();
     if n <= 1 {
         return;
@@ -393,26 +401,37 @@ fn merge_sort<T: Clone>(items: &mut [T], compare: &dyn Fn(&T, &T) -> i32) {
     let (mut i, mut j) = (0, 0);
     while i < left.len() && j < right.len() {
         if compare(&left[i], &right[j]) <= 0 {
-            merged.push(left[i].clone());
+            merged.push(left[i]);
             i += 1;
         } else {
-            merged.push(right[j].clone());
+            merged.push(right[j]);
             j += 1;
         }
     }
     merged.extend_from_slice(&left[i..]);
     merged.extend_from_slice(&right[j..]);
-    items.clone_from_slice(&merged);
+    items.copy_from_slice(&merged);
 }
 
-/// Rule 9: the table in ipvsadm's order.
-fn sorted(table: &[TableEntry]) -> Vec<TableEntry> {
-    let mut table = table.to_vec();
-    merge_sort(&mut table, &compare_services);
-    for (_, destinations) in &mut table {
-        merge_sort(destinations, &compare_destinations);
-    }
-    table
+/// Rule 9: the table in ipvsadm's order. References are sorted, never the entries: a merge
+/// sort moves every element once per level, and 10,000 services with their real servers
+/// are costly to copy fourteen times over.
+fn sorted(table: &[TableEntry]) -> Vec<(&ServiceEntry, Vec<&DestinationEntry>)> {
+    let mut services: Vec<&TableEntry> = table.iter().collect();
+    merge_sort(&mut services, &|a: &&TableEntry, b: &&TableEntry| {
+        compare_services(a, b)
+    });
+    services
+        .into_iter()
+        .map(|(entry, destinations)| {
+            let mut destinations: Vec<&DestinationEntry> = destinations.iter().collect();
+            merge_sort(
+                &mut destinations,
+                &|a: &&DestinationEntry, b: &&DestinationEntry| compare_destinations(a, b),
+            );
+            (entry, destinations)
+        })
+        .collect()
 }
 
 /// The table as JSON: `{"version": "1.2.1", "size": 4096, "services": [...]}`, each service

@@ -275,20 +275,30 @@ TCP  192.0.2.100:80                     12      345    1000M     100G   99999G
     );
 }
 
+/// What a writer into a buffer writes.
+fn written(write: impl FnOnce(&mut String)) -> String {
+    let mut out = String::new();
+    write(&mut out);
+    out
+}
+
 #[test]
 fn addresses_and_ports_as_inet_ntop_and_ipvsadm_write_them() {
     assert_eq!(
-        address_port(ip("::ffff:192.0.2.1"), 80),
+        written(|out| address_port(out, ip("::ffff:192.0.2.1"), 80)),
         "[::ffff:192.0.2.1]:80"
     );
-    assert_eq!(address_port(ip("::192.0.2.1"), 80), "[::192.0.2.1]:80");
-    assert_eq!(address_port(ip("::1"), 80), "[::1]:80");
     assert_eq!(
-        address_port(ip("2001:db8:0:1::1"), 443),
+        written(|out| address_port(out, ip("::192.0.2.1"), 80)),
+        "[::192.0.2.1]:80"
+    );
+    assert_eq!(written(|out| address_port(out, ip("::1"), 80)), "[::1]:80");
+    assert_eq!(
+        written(|out| address_port(out, ip("2001:db8:0:1::1"), 443)),
         "[2001:db8:0:1::1]:443"
     );
     assert_eq!(
-        address_port(ip("2001:db8::1:0:0:1"), 0),
+        written(|out| address_port(out, ip("2001:db8::1:0:0:1"), 0)),
         "[2001:db8::1:0:0:1]:0"
     );
 }
@@ -320,7 +330,7 @@ fn the_order_is_ipvsadms_even_where_its_comparison_wraps() {
     ));
     let order: Vec<String> = sorted(&table)
         .iter()
-        .map(|(e, _)| service_name(&e.service.key))
+        .map(|(e, _)| written(|out| service_name(out, &e.service.key)))
         .collect();
     // TCP (6) before UDP (17); 192.0.2.x before 10.0.0.1: 0x0a000001 - 0xc0000201 wraps to a
     // positive int in ipvsadm's comparison.
