@@ -177,6 +177,29 @@ fn a_bad_change_changes_nothing_and_says_why() {
     assert!(why.contains("unknown field"), "{why}");
     let why = ask(&mut service, "config unset pair.deadtime", "").unwrap_err();
     assert_eq!(why, "pair: not set");
+    // Inside one virtual server (edited on its own): an unknown field, a wrong type.
+    let why = ask(
+        &mut service,
+        "config set virtual_servers.web.colour blue",
+        "",
+    )
+    .unwrap_err();
+    assert!(
+        why.starts_with("virtual_servers.web.colour: unknown field"),
+        "{why}"
+    );
+    let why = ask(&mut service, "config set virtual_servers.0.port eighty", "").unwrap_err();
+    assert!(
+        why.starts_with("virtual_servers.0.port: invalid type"),
+        "{why}"
+    );
+    let why = ask(
+        &mut service,
+        "config set virtual_servers.web.real_servers.nope.weight 2",
+        "",
+    )
+    .unwrap_err();
+    assert!(why.contains("no entry 'nope'"), "{why}");
     let why = ask(&mut service, "config set virtual_servers.web 1", "").unwrap_err();
     assert!(why.contains("a whole entry"), "{why}");
     let why = ask(&mut service, "config set node.hostname", "").unwrap_err();
