@@ -141,7 +141,10 @@ fn a_failed_real_server_leaves_and_comes_back_with_its_weight() {
 
 #[test]
 fn a_quiescent_virtual_server_drains_a_failed_real_server() {
-    let cfg = config(&WEB.replace("forwarding = \"dr\"", "forwarding = \"dr\"\nquiescent = true"));
+    let cfg = config(&WEB.replace(
+        "forwarding = \"dr\"",
+        "forwarding = \"dr\"\nquiescent = true",
+    ));
     let checks = Checks::default();
     let (mut reconciler, mut ipvs, _scratch) = started(&cfg, &checks);
     checks.down.borrow_mut().insert("rs1");
