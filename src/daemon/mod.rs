@@ -150,12 +150,15 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
     let configuration = Configuration::start(&options.data.join("config"), &options.provision);
     tokio::spawn(report_changes(configuration.subscribe()));
     let network = open_network(&options.managed);
+    // Checks made before the box has its addresses would find every real server down.
+    let (network_applied, first_network) = tokio::sync::watch::channel(network.is_none());
     if let Some(network) = &network {
         let reapply = Arc::new(Notify::new());
         tokio::spawn(keep_network(
             configuration.subscribe(),
             network.clone(),
             reapply.clone(),
+            network_applied,
         ));
         match LinkMonitor::open() {
             Ok(monitor) => watch_links(monitor, reapply),
@@ -164,7 +167,11 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
     }
     let (health, runner, events) = Health::new();
     tokio::spawn(runner.run());
-    tokio::spawn(keep_health(configuration.subscribe(), health.clone()));
+    tokio::spawn(keep_health(
+        configuration.subscribe(),
+        health.clone(),
+        first_network,
+    ));
     let balancer = Arc::new(Mutex::new(Balancer::new(&options.ipvs_record)));
     tokio::spawn(keep_ipvs(
         configuration.subscribe(),
@@ -248,26 +255,29 @@ fn open_network(managed: &Path) -> Option<Arc<Mutex<Network>>> {
 }
 
 /// Applies the network part of every configuration taken into force, and again when a link
-/// comes up (a NIC that appears late, a cable plugged in).
+/// comes up (a NIC that appears late, a cable plugged in). `applied` turns true after the
+/// first apply.
 async fn keep_network(
     mut changes: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
     network: Arc<Mutex<Network>>,
     reapply: Arc<Notify>,
+    applied: tokio::sync::watch::Sender<bool>,
 ) {
     wait_for_modules().await;
     loop {
         let config = changes.borrow_and_update().clone();
         let network = network.clone();
-        let applied = tokio::task::spawn_blocking(move || match network.lock() {
+        let result = tokio::task::spawn_blocking(move || match network.lock() {
             Ok(mut network) => {
                 network.apply(&config);
             }
             Err(_) => error!("network: an earlier apply failed inside; restart the daemon"),
         })
         .await;
-        if let Err(e) = applied {
+        if let Err(e) = result {
             error!("network: apply failed: {e}");
         }
+        applied.send_replace(true);
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
             _ = reapply.notified() => {}
@@ -276,12 +286,16 @@ async fn keep_network(
 }
 
 /// Checks the real servers each configuration taken into force asks for; nothing is checked
-/// before the first. A check that cannot run is logged by `Health::update`, naming its
-/// virtual server; its real servers stay in service.
+/// before the first, nor before the network has been applied once (`network`). A check that
+/// cannot run is logged by `Health::update`, naming its virtual server; its real servers stay
+/// in service.
 async fn keep_health(
     mut changes: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
     health: Health,
+    mut network: tokio::sync::watch::Receiver<bool>,
 ) {
+    // An error: the network task is gone; check all the same.
+    let _ = network.wait_for(|applied| *applied).await;
     loop {
         let config = changes.borrow_and_update().clone();
         let problems = health.update(&config);
