@@ -53,8 +53,8 @@ use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::sys::ipvs::{
-    DestinationEntry, Family, Forwarding, Info, Protocol, Service, ServiceEntry, ServiceKey, Stats,
-    TableEntry, TunnelKind,
+    Destination, DestinationEntry, Family, Forwarding, Info, Protocol, Service, ServiceEntry,
+    ServiceKey, Stats, TableEntry, TunnelKind,
 };
 
 /// Which of ipvsadm's listings.
@@ -439,6 +439,16 @@ fn sorted(table: &[TableEntry]) -> Vec<(&ServiceEntry, Vec<&DestinationEntry>)> 
 /// (address, port, forwarding, weight, thresholds, connections, counters, rates); in
 /// ipvsadm's order.
 pub fn render_json(info: &Info, table: &[TableEntry]) -> String {
+    render_json_with(info, table, &|_, _| None)
+}
+
+/// `render_json`, each real server with `"health":` and the JSON `health` gives for it (none:
+/// no such key).
+pub fn render_json_with(
+    info: &Info,
+    table: &[TableEntry],
+    health: &dyn Fn(&ServiceKey, &Destination) -> Option<String>,
+) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
@@ -528,6 +538,9 @@ pub fn render_json(info: &Info, table: &[TableEntry]) -> String {
                 d.persistent_conns
             );
             json_stats(&mut out, &d.stats);
+            if let Some(health) = health(&service.key, dest) {
+                let _ = write!(out, ",\"health\":{health}");
+            }
             out.push('}');
         }
         out.push_str("]}");
@@ -553,7 +566,7 @@ fn json_stats(out: &mut String, s: &Stats) {
 }
 
 /// A JSON string: quotes, backslashes and control characters escaped.
-fn json_string(out: &mut String, text: &str) {
+pub(crate) fn json_string(out: &mut String, text: &str) {
     out.push('"');
     for c in text.chars() {
         match c {

@@ -2,6 +2,7 @@
 //! `director config` (in `config`) for configuration files.
 
 pub mod config;
+pub mod health;
 pub mod ipvs;
 
 use std::io::{Read, Write};
@@ -16,12 +17,15 @@ const USAGE: &str = "\
 usage: director ctl [--socket PATH] <command>
 
 commands:
-  status      the daemon's pid, version and uptime
+  status      the daemon's pid, version and uptime, and the health of every real server
   log [N]     the daemon's recent log lines (the last N)
   net         interfaces, addresses, routes and settings, and what differs from the configuration
   net apply   apply the network part of the configuration now (only the difference)
   ipvs [--stats|--rate|--json]
-              the kernel's IPVS table, as `ipvsadm -Ln` (with --stats, --rate) shows it
+              the kernel's IPVS table, as `ipvsadm -Ln` (with --stats, --rate) shows it;
+              --json with each real server's health
+  ipvs --health [--stats|--rate]
+              the same, followed by the health of each real server and the sorry servers
   ipvs apply  read the kernel's IPVS table back and correct what differs from the configuration
 ";
 

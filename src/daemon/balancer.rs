@@ -13,8 +13,10 @@ use log::{error, info, warn};
 
 use crate::config::delta::Delta;
 use crate::config::Config;
-use crate::ctl::ipvs::{render, render_json, View};
-use crate::ipvs::{Outcome, Reconciler, Round};
+use crate::ctl::health::HealthLookup;
+use crate::ctl::ipvs::{render, render_json, render_json_with, View};
+use crate::health::Snapshot;
+use crate::ipvs::{Outcome, Overrides, Reconciler, Round};
 use crate::sys::ipvs::kernel::KernelIpvs;
 use crate::sys::ipvs::Ipvs;
 
@@ -54,11 +56,35 @@ impl Balancer {
     }
 
     /// One round, logged: what changed, what failed (with its entry), what is not ours.
+    /// `overrides` are the health checks' say, so that a failed real server stays out.
     pub fn round(
         &mut self,
         config: &Arc<Config>,
         full: bool,
         delta: Option<&Delta>,
+        overrides: &dyn Overrides,
+    ) -> Result<Outcome, String> {
+        self.run(config, |reconciler, ipvs| {
+            reconciler.round_from_with(ipvs, config, full, delta, overrides)
+        })
+    }
+
+    /// A round for health changes to the virtual servers named, logged as `round`.
+    pub fn health_round(
+        &mut self,
+        config: &Arc<Config>,
+        overrides: &dyn Overrides,
+        virtual_servers: &[&str],
+    ) -> Result<Outcome, String> {
+        self.run(config, |reconciler, ipvs| {
+            reconciler.health_round(ipvs, config, overrides, virtual_servers)
+        })
+    }
+
+    fn run(
+        &mut self,
+        config: &Arc<Config>,
+        round: impl FnOnce(&mut Reconciler, &mut dyn Ipvs) -> Outcome,
     ) -> Result<Outcome, String> {
         let start = Instant::now();
         let first = self.rounds == 0;
@@ -72,7 +98,7 @@ impl Balancer {
         let Some(ipvs) = ipvs.as_deref_mut() else {
             return Err("IPVS unavailable".into());
         };
-        let outcome = reconciler.round_from(ipvs, config, full, delta);
+        let outcome = round(reconciler, ipvs);
         let retired = reconciler.take_retired();
         self.rounds += 1;
         let elapsed = start.elapsed();
@@ -130,6 +156,31 @@ impl Balancer {
         Ok(match view {
             Some(view) => render(&info, &table, view),
             None => render_json(&info, &table),
+        })
+    }
+
+    /// `director ctl ipvs --health` (`view`) and `--json` (`None`): the kernel's table with
+    /// what the health checks say of each real server.
+    pub fn show_health(
+        &mut self,
+        view: Option<View>,
+        config: &Config,
+        health: &Snapshot,
+        boot: Duration,
+    ) -> Result<String, String> {
+        let ipvs = self.client()?;
+        let info = ipvs.info().map_err(|e| e.to_string())?;
+        let table = ipvs.table().map_err(|e| e.to_string())?;
+        let lookup = HealthLookup::new(config, health, boot);
+        Ok(match view {
+            Some(view) => {
+                let mut out = render(&info, &table, view);
+                out.push_str(&lookup.section(&table));
+                out
+            }
+            None => render_json_with(&info, &table, &|key, destination| {
+                lookup.json(key, destination)
+            }),
         })
     }
 }

@@ -2,11 +2,18 @@
 //! (store, provisioning, the revision in force), answers on its control socket, says when it is
 //! ready, and stops cleanly on SIGTERM; the network, IPVS, health checks, the pair and the
 //! admin endpoint join it in their own modules, each subscribing to the configuration.
+//!
+//! Health checks: `Health` is made at start and follows each configuration in force; its
+//! runner is a task of its own. Its events (a real server down, up, a new weight, a sorry
+//! server in or out) go to the IPVS task, which runs a round over the virtual servers they
+//! concern; every IPVS round plans with the health checks' say, so that a configuration
+//! change does not put a failed real server back.
 
 pub mod balancer;
 pub mod configuration;
 pub mod network;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -16,11 +23,14 @@ use log::{debug, error, info, warn, LevelFilter};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 use crate::control::{self, Request};
+use crate::ctl::health::render_status;
 use crate::ctl::ipvs::View;
+use crate::health::{Event, Health};
 use crate::logging::{self, ConsoleLogger};
+use crate::sys::clock;
 use crate::sys::rtnl::{KernelRtnl, LinkMonitor};
 use crate::sys::sysctl::ProcSys;
 use balancer::Balancer;
@@ -126,6 +136,7 @@ struct Shared {
     /// `None` when rtnetlink could not be opened (logged at start).
     network: Option<Arc<Mutex<Network>>>,
     balancer: Arc<Mutex<Balancer>>,
+    health: Health,
 }
 
 async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), String> {
@@ -139,23 +150,35 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
     let configuration = Configuration::start(&options.data.join("config"), &options.provision);
     tokio::spawn(report_changes(configuration.subscribe()));
     let network = open_network(&options.managed);
+    // Checks made before the box has its addresses would find every real server down.
+    let (network_applied, first_network) = tokio::sync::watch::channel(network.is_none());
     if let Some(network) = &network {
         let reapply = Arc::new(Notify::new());
         tokio::spawn(keep_network(
             configuration.subscribe(),
             network.clone(),
             reapply.clone(),
+            network_applied,
         ));
         match LinkMonitor::open() {
             Ok(monitor) => watch_links(monitor, reapply),
             Err(e) => error!("network: link events unavailable: {e}"),
         }
     }
+    let (health, runner, events) = Health::new();
+    tokio::spawn(runner.run());
+    tokio::spawn(keep_health(
+        configuration.subscribe(),
+        health.clone(),
+        first_network,
+    ));
     let balancer = Arc::new(Mutex::new(Balancer::new(&options.ipvs_record)));
     tokio::spawn(keep_ipvs(
         configuration.subscribe(),
         configuration.deltas(),
         balancer.clone(),
+        health.clone(),
+        events,
     ));
     let shared = Arc::new(Shared {
         logger,
@@ -163,6 +186,7 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
         configuration: Mutex::new(configuration),
         network,
         balancer,
+        health,
     });
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
@@ -232,26 +256,29 @@ fn open_network(managed: &Path) -> Option<Arc<Mutex<Network>>> {
 }
 
 /// Applies the network part of every configuration taken into force, and again when a link
-/// comes up (a NIC that appears late, a cable plugged in).
+/// comes up (a NIC that appears late, a cable plugged in). `applied` turns true after the
+/// first apply.
 async fn keep_network(
     mut changes: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
     network: Arc<Mutex<Network>>,
     reapply: Arc<Notify>,
+    applied: tokio::sync::watch::Sender<bool>,
 ) {
     wait_for_modules().await;
     loop {
         let config = changes.borrow_and_update().clone();
         let network = network.clone();
-        let applied = tokio::task::spawn_blocking(move || match network.lock() {
+        let result = tokio::task::spawn_blocking(move || match network.lock() {
             Ok(mut network) => {
                 network.apply(&config);
             }
             Err(_) => error!("network: an earlier apply failed inside; restart the daemon"),
         })
         .await;
-        if let Err(e) = applied {
+        if let Err(e) = result {
             error!("network: apply failed: {e}");
         }
+        applied.send_replace(true);
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
             _ = reapply.notified() => {}
@@ -259,34 +286,101 @@ async fn keep_network(
     }
 }
 
-/// Keeps the kernel's IPVS table equal to the configuration in force: a full round first, an
-/// incremental one for each change, a full one again after a failure (with back-off from 1 s
-/// to 30 s) and every `balancer::FULL_EVERY` (or 100 times the last round's duration, if longer).
+/// Checks the real servers each configuration taken into force asks for; nothing is checked
+/// before the first, nor before the network has been applied once (`network`). A check that
+/// cannot run is logged by `Health::update`, naming its virtual server; its real servers stay
+/// in service.
+async fn keep_health(
+    mut changes: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
+    health: Health,
+    mut network: tokio::sync::watch::Receiver<bool>,
+) {
+    // An error: the network task is gone; check all the same.
+    let _ = network.wait_for(|applied| *applied).await;
+    loop {
+        let config = changes.borrow_and_update().clone();
+        let problems = health.update(&config);
+        if !problems.is_empty() {
+            warn!(
+                "health: {} check(s) cannot run; their real servers stay in service",
+                problems.len()
+            );
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// What the IPVS task does next.
+enum Next {
+    /// A round for the configuration in force: full, or for its change.
+    Configuration { full: bool },
+    /// A round over the virtual servers whose health changed.
+    Health(BTreeSet<Arc<str>>),
+}
+
+/// Health events that come this close together make one IPVS round.
+const HEALTH_GATHER: Duration = Duration::from_millis(20);
+
+/// Keeps the kernel's IPVS table equal to the configuration in force and what the health
+/// checks say: a full round first, an incremental one for each change of the configuration,
+/// one over the virtual servers concerned for each burst of health events, a full one again
+/// after a failure (with back-off from 1 s to 30 s) and every `balancer::FULL_EVERY` (or 100
+/// times the last round's duration, if longer).
 async fn keep_ipvs(
     mut changes: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
     deltas: tokio::sync::watch::Receiver<crate::config::delta::Delta>,
     balancer: Arc<Mutex<Balancer>>,
+    health: Health,
+    mut events: mpsc::UnboundedReceiver<Event>,
 ) {
     const RETRY_FIRST: Duration = Duration::from_secs(1);
     const RETRY_MAX: Duration = Duration::from_secs(30);
     wait_for_modules().await;
-    let mut full = true;
+    let mut next = Next::Configuration { full: true };
     let mut retry_delay = RETRY_FIRST;
     let mut next_full = Instant::now();
+    let mut health_open = true;
     loop {
-        let config = changes.borrow_and_update().clone();
-        // Sent before its configuration: it is this one's, or a later one's (then not used).
-        let delta = deltas.borrow().clone();
         let shared = balancer.clone();
-        let ran_full = full;
+        let overrides = health.clone();
         let started = Instant::now();
-        let round = tokio::task::spawn_blocking(move || match shared.lock() {
-            Ok(mut balancer) => balancer
-                .round(&config, ran_full, Some(&delta))
-                .map(|o| o.retry),
-            Err(_) => Err("the IPVS service failed earlier; restart the daemon".to_string()),
-        })
-        .await;
+        let mut ran_full = false;
+        let round = match next {
+            Next::Configuration { full } => {
+                let config = changes.borrow_and_update().clone();
+                // Sent before its configuration: this one's, or a later one's (then unused).
+                let delta = deltas.borrow().clone();
+                ran_full = full;
+                tokio::task::spawn_blocking(move || match shared.lock() {
+                    Ok(mut balancer) => balancer
+                        .round(&config, full, Some(&delta), &overrides)
+                        .map(|o| o.retry),
+                    Err(_) => {
+                        Err("the IPVS service failed earlier; restart the daemon".to_string())
+                    }
+                })
+                .await
+            }
+            Next::Health(names) => {
+                // Not marked seen: a new configuration still gets its own round (which then
+                // finds little to do, this one having planned from it).
+                let config = changes.borrow().clone();
+                tokio::task::spawn_blocking(move || match shared.lock() {
+                    Ok(mut balancer) => {
+                        let names: Vec<&str> = names.iter().map(|name| &**name).collect();
+                        balancer
+                            .health_round(&config, &overrides, &names)
+                            .map(|o| o.retry)
+                    }
+                    Err(_) => {
+                        Err("the IPVS service failed earlier; restart the daemon".to_string())
+                    }
+                })
+                .await
+            }
+        };
         let retry = match round {
             Ok(Ok(retry)) => retry,
             Ok(Err(_)) => true,
@@ -310,14 +404,45 @@ async fn keep_ipvs(
             next_full = next_full.max(now + started.elapsed() * 100);
             next_full.saturating_duration_since(now)
         };
-        tokio::select! {
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    return;
+        let sleep = tokio::time::sleep(wait);
+        tokio::pin!(sleep);
+        next = loop {
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break Next::Configuration { full: false };
                 }
-                full = false;
+                // After a failure the full round due soon covers the health changes too.
+                event = events.recv(), if health_open && !retry => match event {
+                    Some(event) => break Next::Health(gather(event, &mut events).await),
+                    // Only when the daemon is going away: the timer and the configuration
+                    // remain.
+                    None => health_open = false,
+                },
+                _ = &mut sleep => break Next::Configuration { full: true },
             }
-            _ = tokio::time::sleep(wait) => full = true,
+        };
+    }
+}
+
+/// The virtual servers that `first` and the events arriving with it (within
+/// `HEALTH_GATHER`) concern.
+async fn gather(first: Event, events: &mut mpsc::UnboundedReceiver<Event>) -> BTreeSet<Arc<str>> {
+    let mut names = BTreeSet::new();
+    names.insert(concerned(&first));
+    tokio::time::sleep(HEALTH_GATHER).await;
+    while let Ok(event) = events.try_recv() {
+        names.insert(concerned(&event));
+    }
+    names
+}
+
+fn concerned(event: &Event) -> Arc<str> {
+    match event {
+        Event::Server { virtual_server, .. } | Event::Sorry { virtual_server, .. } => {
+            virtual_server.clone()
         }
     }
 }
@@ -435,12 +560,18 @@ async fn answer(stream: UnixStream, shared: Arc<Shared>) {
 fn execute(request: &Request, shared: &Shared) -> Result<String, String> {
     let words: Vec<&str> = request.words.iter().map(String::as_str).collect();
     match words.as_slice() {
-        ["status"] => Ok(format!(
-            "daemon pid {}\nversion {}\nuptime {} s\n",
-            std::process::id(),
-            env!("CARGO_PKG_VERSION"),
-            shared.started.elapsed().as_secs()
-        )),
+        ["status"] => {
+            let config = in_force(shared)?;
+            let health = shared.health.snapshot();
+            let boot = clock::since_boot();
+            Ok(format!(
+                "daemon pid {}\nversion {}\nuptime {} s\n{}",
+                std::process::id(),
+                env!("CARGO_PKG_VERSION"),
+                shared.started.elapsed().as_secs(),
+                render_status(&config, &health, boot, None)
+            ))
+        }
         ["log"] => Ok(lines(&shared.logger.recent(), usize::MAX)),
         ["log", count] => {
             let count: usize = count
@@ -481,26 +612,41 @@ fn execute(request: &Request, shared: &Shared) -> Result<String, String> {
             }
         }
         ["ipvs", rest @ ..] => {
+            let config = in_force(shared)?;
             let mut balancer = shared
                 .balancer
                 .lock()
                 .map_err(|_| "the IPVS service failed earlier; restart the daemon")?;
+            // With the health checks' view: the snapshot and the boot clock of its times.
+            let health = || (shared.health.snapshot(), clock::since_boot());
             match rest {
                 [] => balancer.show(Some(View::Plain)),
                 ["--stats"] => balancer.show(Some(View::Stats)),
                 ["--rate"] => balancer.show(Some(View::Rate)),
-                ["--json"] => balancer.show(None),
-                ["apply"] => {
-                    let config = match shared.configuration.lock() {
-                        Ok(configuration) => configuration.in_force(),
-                        Err(_) => return Err("the configuration service failed earlier".into()),
-                    };
-                    balancer
-                        .round(&config, true, None)
-                        .map(|outcome| balancer::describe(&outcome))
+                ["--json"] => {
+                    let (snapshot, boot) = health();
+                    balancer.show_health(None, &config, &snapshot, boot)
                 }
+                ["--health", view @ ..] | [view @ .., "--health"] if view.len() <= 1 => {
+                    let view = match view {
+                        [] => View::Plain,
+                        ["--stats"] => View::Stats,
+                        ["--rate"] => View::Rate,
+                        other => {
+                            return Err(format!(
+                                "ipvs --health: unknown option '{}' (--stats or --rate)",
+                                other.join(" ")
+                            ))
+                        }
+                    };
+                    let (snapshot, boot) = health();
+                    balancer.show_health(Some(view), &config, &snapshot, boot)
+                }
+                ["apply"] => balancer
+                    .round(&config, true, None, &shared.health)
+                    .map(|outcome| balancer::describe(&outcome)),
                 other => Err(format!(
-                    "ipvs: unknown option '{}' (ipvs [--stats|--rate|--json] | ipvs apply)",
+                    "ipvs: unknown option '{}' (ipvs [--stats|--rate|--json] | ipvs --health [--stats|--rate] | ipvs apply)",
                     other.join(" ")
                 )),
             }
@@ -511,6 +657,13 @@ fn execute(request: &Request, shared: &Shared) -> Result<String, String> {
         },
         [] => Err("empty request".into()),
         [other, ..] => Err(format!("unknown command '{other}'")),
+    }
+}
+
+fn in_force(shared: &Shared) -> Result<Arc<crate::config::Config>, String> {
+    match shared.configuration.lock() {
+        Ok(configuration) => Ok(configuration.in_force()),
+        Err(_) => Err("the configuration service failed earlier; restart the daemon".into()),
     }
 }
 

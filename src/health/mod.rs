@@ -5,8 +5,9 @@
 //!
 //! The daemon's side, in order: `Health::new()` gives the handle, the `Runner` to spawn and
 //! the receiver of events; `Health::update(&config)` on every configuration (the state of a
-//! check that did not change is kept); on each event, `ipvs::desired_with(&config, &health)`
-//! plus the sorry servers of `Health::sorry_servers()`; `Health::snapshot()` for `ctl`.
+//! check that did not change is kept); on each event, an IPVS round over the virtual server it
+//! concerns: `ipvs::desired_with(&config, &health)` has the failed real servers out and the
+//! sorry servers in (`Overrides::sorry`); `Health::snapshot()` for `ctl`.
 
 mod checker;
 mod http;

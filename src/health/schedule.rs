@@ -252,7 +252,24 @@ impl Overrides for Health {
         }
         server.health.ipvs_override()
     }
+
+    fn sorry(&self, vs: &VirtualServer) -> bool {
+        let table = self.shared.lock();
+        table
+            .by_name
+            .get(vs.name.as_str())
+            .and_then(|&i| table.services.get(i))
+            .is_some_and(|service| {
+                service.sorry_active && service.sorry.is_some() && service.sorry == vs.sorry_server
+            })
+    }
 }
+
+/// The daemon shares the handle between its tasks and the blocking IPVS rounds.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<Health>();
+};
 
 /// The service of `vs`, with what can be kept of `previous`.
 fn build(

@@ -12,9 +12,11 @@ mod reconciler;
 pub mod record;
 
 #[cfg(test)]
+mod health_tests;
+#[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use crate::config::model::{self, Config, Persistence, RealServer, Scheduler, VirtualServer};
@@ -90,6 +92,12 @@ pub trait Overrides {
         virtual_server: &VirtualServer,
         real_server: &RealServer,
     ) -> Option<Override>;
+
+    /// Whether the virtual server's `sorry_server` is in service: a destination with weight
+    /// 1 beside its real servers (removed, or weight 0 when quiescent), until one is back.
+    fn sorry(&self, _virtual_server: &VirtualServer) -> bool {
+        false
+    }
 }
 
 /// No health information: every real server as configured.
@@ -168,6 +176,11 @@ pub fn wanted_timeouts(config: &Config) -> Option<Timeouts> {
     (timeouts != Timeouts::default()).then_some(timeouts)
 }
 
+/// The key of the IPVS service `vs` asks for (`None`: it has neither a VIP nor a mark).
+pub fn service_key(vs: &VirtualServer) -> Option<ServiceKey> {
+    service_of(vs).map(|service| service.key)
+}
+
 fn service_of(vs: &VirtualServer) -> Option<Service> {
     let key = match (vs.vip, vs.fwmark) {
         (Some(address), _) => ServiceKey::Address {
@@ -222,11 +235,7 @@ fn destinations_of(
     key: &ServiceKey,
     overrides: &dyn Overrides,
 ) -> Vec<Destination> {
-    let forwarding = match vs.forwarding {
-        model::Forwarding::Nat => Forwarding::Masquerade,
-        model::Forwarding::Dr => Forwarding::Route,
-        model::Forwarding::Tunnel => Forwarding::Tunnel(Tunnel::default()),
-    };
+    let forwarding = forwarding_of(vs);
     let mut destinations: Vec<Destination> = Vec::with_capacity(vs.real_servers.len());
     for rs in &vs.real_servers {
         let weight = match overrides.real_server(vs, rs) {
@@ -237,13 +246,7 @@ fn destinations_of(
             Some(Override::Weight(weight)) => weight,
             None => rs.weight,
         };
-        let port = match *key {
-            ServiceKey::Fwmark { .. } => rs.port.unwrap_or(0),
-            ServiceKey::Address { port, .. } => match forwarding {
-                Forwarding::Masquerade | Forwarding::Local => rs.port.unwrap_or(port),
-                Forwarding::Route | Forwarding::Tunnel(_) => port,
-            },
-        };
+        let port = destination_port(key, forwarding, rs.port);
         if destinations
             .iter()
             .any(|d| d.address == rs.address && d.port == port)
@@ -265,5 +268,85 @@ fn destinations_of(
             lower_threshold,
         });
     }
+    if let Some(sorry) = vs.sorry_server.filter(|_| overrides.sorry(vs)) {
+        let port = destination_port(key, forwarding, Some(sorry.port()));
+        // A sorry server that is also a real server (drained at weight 0) takes the
+        // connections all the same.
+        match destinations
+            .iter_mut()
+            .find(|d| d.address == sorry.ip() && d.port == port)
+        {
+            Some(existing) => existing.weight = existing.weight.max(1),
+            None => destinations.push(Destination {
+                address: sorry.ip(),
+                port,
+                forwarding,
+                weight: 1,
+                upper_threshold: 0,
+                lower_threshold: 0,
+            }),
+        }
+    }
     destinations
+}
+
+fn forwarding_of(vs: &VirtualServer) -> Forwarding {
+    match vs.forwarding {
+        model::Forwarding::Nat => Forwarding::Masquerade,
+        model::Forwarding::Dr => Forwarding::Route,
+        model::Forwarding::Tunnel => Forwarding::Tunnel(Tunnel::default()),
+    }
+}
+
+/// The port of a destination given `port` (or none) in the service `key`, normalised as
+/// ipvsadm does (see `desired_with`).
+fn destination_port(key: &ServiceKey, forwarding: Forwarding, port: Option<u16>) -> u16 {
+    match *key {
+        ServiceKey::Fwmark { .. } => port.unwrap_or(0),
+        ServiceKey::Address {
+            port: service_port, ..
+        } => match forwarding {
+            Forwarding::Masquerade | Forwarding::Local => port.unwrap_or(service_port),
+            Forwarding::Route | Forwarding::Tunnel(_) => service_port,
+        },
+    }
+}
+
+/// Which configured server each destination of the table `config` asks for is:
+/// (service, address, port) -> (virtual server, real server; `None` for the sorry server).
+pub fn destination_names(config: &Config) -> HashMap<(ServiceKey, IpAddr, u16), DestinationName> {
+    let mut names = HashMap::new();
+    for vs in config.virtual_servers.iter().filter(|vs| vs.enabled) {
+        let Some(key) = service_key(vs) else {
+            continue;
+        };
+        let forwarding = forwarding_of(vs);
+        for rs in &vs.real_servers {
+            let port = destination_port(&key, forwarding, rs.port);
+            names
+                .entry((key, rs.address, port))
+                .or_insert_with(|| DestinationName {
+                    virtual_server: vs.name.clone(),
+                    real_server: Some(rs.name.clone()),
+                });
+        }
+        if let Some(sorry) = vs.sorry_server {
+            let port = destination_port(&key, forwarding, Some(sorry.port()));
+            names
+                .entry((key, sorry.ip(), port))
+                .or_insert_with(|| DestinationName {
+                    virtual_server: vs.name.clone(),
+                    real_server: None,
+                });
+        }
+    }
+    names
+}
+
+/// What a destination is in the configuration (`destination_names`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestinationName {
+    pub virtual_server: String,
+    /// `None`: the virtual server's sorry server.
+    pub real_server: Option<String>,
 }

@@ -147,19 +147,32 @@ impl Reconciler {
         full: bool,
         delta: Option<&Delta>,
     ) -> Outcome {
+        self.round_from_with(ipvs, config, full, delta, &NoOverrides)
+    }
+
+    /// `round_from`, with the health checks' say on each real server, so that a
+    /// configuration change does not put a failed real server back.
+    pub fn round_from_with(
+        &mut self,
+        ipvs: &mut dyn Ipvs,
+        config: &Arc<Config>,
+        full: bool,
+        delta: Option<&Delta>,
+        overrides: &dyn Overrides,
+    ) -> Outcome {
         let few = if full {
             None
         } else {
-            self.few(ipvs, config, delta)
+            self.few(ipvs, config, delta, overrides)
         };
         let outcome = match few {
             Some(outcome) => outcome,
             None => {
                 self.index = None;
                 let outcome = if full {
-                    self.full(ipvs, config)
+                    self.full_with(ipvs, config, overrides)
                 } else {
-                    self.incremental(ipvs, config)
+                    self.incremental_with(ipvs, config, overrides)
                 };
                 // Built now, so that the next change to a few virtual servers finds it.
                 if let Some(last) = &self.last {
@@ -193,9 +206,10 @@ impl Reconciler {
         ipvs: &mut dyn Ipvs,
         config: &Arc<Config>,
         delta: Option<&Delta>,
+        overrides: &dyn Overrides,
     ) -> Option<Outcome> {
         let previous = self.last_config.as_ref()?;
-        let last = self.last.as_mut()?;
+        self.last.as_ref()?;
         if previous.network.ipvs != config.network.ipvs {
             return None;
         }
@@ -221,11 +235,79 @@ impl Reconciler {
         if changed.len() > FEW {
             return None;
         }
+        let previous = previous.clone();
+        self.replan(ipvs, config, &previous, &changed, overrides, start)
+    }
+
+    /// A round for the health checks' changes to the virtual servers named: only those are
+    /// planned, from the configuration and `overrides` now, against the table applied last.
+    /// When that table was made from another configuration (a change not yet applied, or
+    /// none applied cleanly), the whole table is planned instead.
+    pub fn health_round(
+        &mut self,
+        ipvs: &mut dyn Ipvs,
+        config: &Arc<Config>,
+        overrides: &dyn Overrides,
+        virtual_servers: &[&str],
+    ) -> Outcome {
+        let start = Instant::now();
+        let same = self.last.is_some()
+            && self
+                .last_config
+                .as_ref()
+                .is_some_and(|last| Arc::ptr_eq(last, config));
+        let outcome = if same {
+            let named: HashSet<&str> = virtual_servers.iter().copied().collect();
+            let changed: Vec<usize> = config
+                .virtual_servers
+                .iter()
+                .enumerate()
+                .filter(|(_, vs)| named.contains(vs.name.as_str()))
+                .map(|(i, _)| i)
+                .take(FEW + 1)
+                .collect();
+            if changed.len() > FEW {
+                None
+            } else {
+                self.replan(ipvs, config, config, &changed, overrides, start)
+            }
+        } else {
+            None
+        };
+        let outcome = outcome.unwrap_or_else(|| {
+            self.index = None;
+            self.incremental_with(ipvs, config, overrides)
+        });
+        let previous = std::mem::replace(
+            &mut self.last_config,
+            self.last.as_ref().map(|_| config.clone()),
+        );
+        if self.last.is_none() {
+            self.index = None;
+        }
+        self.retired = previous.filter(|previous| !Arc::ptr_eq(previous, config));
+        outcome
+    }
+
+    /// Plans the virtual servers at `changed` (positions in both configurations) against the
+    /// table applied last, where they were made from `previous`, and applies the plan; `None`
+    /// when that cannot be done from them alone.
+    fn replan(
+        &mut self,
+        ipvs: &mut dyn Ipvs,
+        config: &Config,
+        previous: &Config,
+        changed: &[usize],
+        overrides: &dyn Overrides,
+        start: Instant,
+    ) -> Option<Outcome> {
+        let (old, new) = (&previous.virtual_servers, &config.virtual_servers);
+        let last = self.last.as_mut()?;
         let owned = self.owned.as_mut()?;
         let index = self.index.get_or_insert_with(|| index_of(&last.table));
         let mut desired = Table::default();
         let mut actual = Vec::new();
-        for &i in &changed {
+        for &i in changed {
             let before = old.get(i).filter(|vs| vs.enabled).and_then(service_of);
             if let Some(row) = before
                 .and_then(|s| index.get(&s.key))
@@ -237,7 +319,7 @@ impl Reconciler {
                 continue;
             };
             if let Some(service) = service_of(vs) {
-                let destinations = destinations_of(vs, &service.key, &NoOverrides);
+                let destinations = destinations_of(vs, &service.key, overrides);
                 desired.services.push(Wanted {
                     service,
                     destinations,

@@ -311,6 +311,8 @@ pub struct PairSpec {
     pub vips: Vec<String>,
     /// QEMU exits instead of rebooting (a watchdog reset then ends the VM).
     pub no_reboot: bool,
+    /// Boot the test image (with Debian's ipvsadm, to read the kernel's table independently).
+    pub test_tools: bool,
 }
 
 impl PairSpec {
@@ -323,6 +325,7 @@ impl PairSpec {
             config_b: node_config(Node::B, false),
             vips: vec![VIP.to_string()],
             no_reboot: false,
+            test_tools: false,
         }
     }
 
@@ -393,6 +396,7 @@ impl Pair {
                 &dir,
                 Boot {
                     no_reboot: spec.no_reboot,
+                    test_tools: spec.test_tools,
                     config: Some(config),
                     taps: Some((eth[0].clone(), eth[1].clone())),
                     tap2: Some(eth[2].clone()),
