@@ -169,6 +169,7 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
     tokio::spawn(runner.run());
     tokio::spawn(keep_health(
         configuration.subscribe(),
+        configuration.deltas(),
         health.clone(),
         first_network,
     ));
@@ -292,14 +293,25 @@ async fn keep_network(
 /// in service.
 async fn keep_health(
     mut changes: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
+    deltas: tokio::sync::watch::Receiver<crate::config::delta::Delta>,
     health: Health,
     mut network: tokio::sync::watch::Receiver<bool>,
 ) {
     // An error: the network task is gone; check all the same.
     let _ = network.wait_for(|applied| *applied).await;
+    let mut last: Option<Arc<crate::config::Config>> = None;
     loop {
         let config = changes.borrow_and_update().clone();
-        let problems = health.update(&config);
+        // Sent before its configuration: this one's, or a later one's (then unused).
+        let delta = deltas.borrow().clone();
+        let changed = last
+            .as_ref()
+            .and_then(|last| delta.virtual_servers_between(last, &config));
+        let problems = match changed {
+            Some(changed) => health.update_some(&config, changed),
+            None => health.update(&config),
+        };
+        last = Some(config);
         if !problems.is_empty() {
             warn!(
                 "health: {} check(s) cannot run; their real servers stay in service",

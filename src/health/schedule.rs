@@ -191,6 +191,46 @@ impl Health {
         problems
     }
 
+    /// `update` for a configuration that differs from the one given last only in the
+    /// virtual servers at `changed` (positions in both): those alone are rebuilt, so that a
+    /// change to one of thousands holds the table (which IPVS rounds read) for a moment only.
+    /// When the enabled virtual servers are not the same ones any more, the whole table is.
+    pub fn update_some(&self, config: &Config, changed: &[usize]) -> Vec<HealthError> {
+        let now = self.shared.now();
+        let mut problems = Vec::new();
+        let mut events = Vec::new();
+        let mut table = self.shared.lock();
+        let mut slots = Vec::with_capacity(changed.len());
+        for &i in changed {
+            let Some(vs) = config.virtual_servers.get(i) else {
+                drop(table);
+                return self.update(config);
+            };
+            match table.by_name.get(vs.name.as_str()) {
+                Some(&slot) if vs.enabled => slots.push((slot, vs)),
+                // Enabled or disabled now, or renamed: the list itself changes.
+                _ => {
+                    drop(table);
+                    return self.update(config);
+                }
+            }
+        }
+        for (slot, vs) in slots {
+            let Some(service) = table.services.get_mut(slot) else {
+                continue;
+            };
+            let previous = std::mem::replace(service, empty_service(vs));
+            *service = build(vs, Some(previous), now, &mut problems, &mut events);
+        }
+        table.generation += 1;
+        for event in events {
+            self.shared.emit(event);
+        }
+        drop(table);
+        self.shared.changed.notify_one();
+        problems
+    }
+
     /// The virtual servers whose sorry server is in service now: (name, sorry server).
     pub fn sorry_servers(&self) -> Vec<(String, SocketAddr)> {
         self.shared
@@ -365,6 +405,20 @@ fn build(
         events.push(event);
     }
     service
+}
+
+/// A placeholder while a service is rebuilt in its slot: nothing checked, nothing in it.
+fn empty_service(vs: &VirtualServer) -> Service {
+    Service {
+        name: vs.name.as_str().into(),
+        check: None,
+        plan: None,
+        problem: None,
+        sorry: None,
+        sorry_active: false,
+        servers: Vec::new(),
+        by_name: HashMap::new(),
+    }
 }
 
 fn clone_server(server: &Server) -> Server {
@@ -778,6 +832,47 @@ real_servers = [ { name = "ns", address = "192.0.2.31" } ]
                 health.server("web", "a").map(|s| s.state),
                 Some(State::Unknown)
             );
+        });
+    }
+
+    #[test]
+    fn a_change_to_some_virtual_servers_rebuilds_those_alone() {
+        block_on(async {
+            let (health, _runner, _events) = Health::new();
+            let cfg = config(CONFIG);
+            health.update(&cfg);
+            record(&health, 0, 0, false);
+            record(&health, 0, 1, true);
+            // A weight of web: rebuilt, its states kept (same check, same addresses).
+            let mut weight = cfg.clone();
+            weight.virtual_servers[0].real_servers[1].weight = 9;
+            assert!(health.update_some(&weight, &[0]).is_empty());
+            assert_eq!(
+                health.server("web", "a").map(|s| s.state),
+                Some(State::Down)
+            );
+            assert_eq!(health.server("web", "b").map(|s| s.state), Some(State::Up));
+            // web's check changes: it starts again; dns is untouched.
+            let mut check = weight.clone();
+            if let Some(c) = check.virtual_servers[0].check.as_mut() {
+                c.fall = 3;
+            }
+            health.update_some(&check, &[0]);
+            assert_eq!(
+                health.server("web", "a").map(|s| s.state),
+                Some(State::Unknown)
+            );
+            assert_eq!(
+                desired_with(&check, &health),
+                crate::ipvs::desired(&check),
+                "all as configured again"
+            );
+            // dns disabled: the list changes, and the whole table is rebuilt without it.
+            let mut disabled = check.clone();
+            disabled.virtual_servers[1].enabled = false;
+            health.update_some(&disabled, &[1]);
+            assert!(health.server("dns", "ns").is_none());
+            assert_eq!(health.snapshot().services.len(), 1);
         });
     }
 

@@ -327,3 +327,29 @@ fn an_unreadable_current_revision_keeps_the_last_good_one_in_force() {
     );
     ask(&mut service, "config set node.hostname lvs-c", "").unwrap();
 }
+
+#[test]
+fn a_set_publishes_the_virtual_server_it_changed_between_the_two_configurations() {
+    let dir = scratch("delta");
+    let mut service = start(&dir);
+    let configs = service.subscribe();
+    let deltas = service.deltas();
+    ask(&mut service, "config import", WEB).unwrap();
+    let before = configs.borrow().clone();
+    ask(
+        &mut service,
+        "config set virtual_servers.web.real_servers.web2.weight 5",
+        "",
+    )
+    .unwrap();
+    let after = configs.borrow().clone();
+    let delta = deltas.borrow().clone();
+    assert_eq!(
+        delta.virtual_servers_between(&before, &after),
+        Some(&[0][..])
+    );
+    // A change elsewhere is not one the IPVS side may take on trust.
+    ask(&mut service, "config set node.hostname lvs-b", "").unwrap();
+    let last = configs.borrow().clone();
+    assert_eq!(deltas.borrow().virtual_servers_between(&after, &last), None);
+}
