@@ -179,6 +179,8 @@ struct Proc {
     lines: mpsc::Receiver<String>,
     /// SIGTERM first (keepalived stops its children), then SIGKILL after this long.
     gentle: Option<Duration>,
+    /// What a role said when it was ready.
+    ready: String,
 }
 
 impl Proc {
@@ -219,6 +221,7 @@ impl Proc {
             child,
             lines,
             gentle,
+            ready: String::new(),
         }
     }
 
@@ -234,7 +237,7 @@ impl Proc {
             ])
             .env(ROLE, role);
         let mut proc = Proc::spawn(name, command, None);
-        proc.expect("ready", Duration::from_secs(20));
+        proc.ready = proc.expect("ready", Duration::from_secs(20));
         proc
     }
 
@@ -599,14 +602,20 @@ fn health_figures() {
     let exe = std::env::current_exe().expect("the test binary");
     let mut listener = Proc::role("listener", lab.listener_command(&exe), "listener");
 
-    let ours = {
+    let (ours, before) = {
         let mut checker = Proc::role("checker", lab.checker_command(&exe), "checker");
         let pid = checker.pid();
+        // RSS at the start, with the configuration parsed, and the peak of the parsing.
+        let before: Vec<u64> = checker
+            .ready
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
         let mut counts = || {
             let n = checker.ask("counts");
             (n[0], n[1])
         };
-        measure(&mut listener, pid, Some(&mut counts))
+        (measure(&mut listener, pid, Some(&mut counts)), before)
     };
     let references = [
         ("keepalived", keepalived(&lab, &mut listener, &dir)),
@@ -673,6 +682,15 @@ fn health_figures() {
         &pick(&|f| mb(f.peak_kib)),
         TARGET_RSS,
     );
+    if let [start, config, peak] = before[..] {
+        row(
+            "  RSS of the test process, configuration",
+            &format!("{} + {}", mb(start), mb(config.saturating_sub(start))),
+            "",
+            "",
+        );
+        row("  RSS peak parsing the configuration", &mb(peak), "", "");
+    }
     for (name, reference) in &references {
         if let Reference::Not(why) = reference {
             row(&format!("{name}: does not run here"), "-", why, "");
@@ -729,7 +747,9 @@ fn checker_role() {
     if std::env::var(ROLE).as_deref() != Ok("checker") {
         return;
     }
+    let at_start = usage(std::process::id());
     let config = from_toml(&director_config()).expect("the configuration");
+    let with_config = usage(std::process::id());
     let (health, runner, mut events) = Health::new();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -743,7 +763,10 @@ fn checker_role() {
             tokio::spawn(runner.run());
             let problems = health.update(&config);
             assert!(problems.is_empty(), "{problems:?}");
-            println!("{SAYS}ready");
+            println!(
+                "{SAYS}ready {} {} {}",
+                at_start.rss_kib, with_config.rss_kib, with_config.peak_kib
+            );
             // The daemon applies each event to the IPVS table; here they are only taken.
             while events.recv().await.is_some() {}
         });
