@@ -4,8 +4,13 @@
 //! by `scripts/bench` (root, release build); prints rows, asserts nothing about speed.
 //!
 //! The checkers run in one network namespace and the listeners in another, joined by a veth
-//! pair, each in its own process: on a loopback in one namespace the listener's half of every
-//! handshake would be charged to the checking thread. The listeners are 100 ports on every
+//! pair, each in its own process and (with two CPUs) on its own CPU, each side's receive
+//! steered to its CPU by RPS: a veth, like a loopback, receives in the sender's system call,
+//! which would charge the listener's half of every handshake to the checker. What is left on
+//! the checker is its own: system calls, and the receive of its SYN-ACKs when it is running
+//! (so it also pays the IPI that RPS sends per packet, which a NIC would not). Tick-sampled
+//! CPU accounting (no IRQ_TIME_ACCOUNTING) charges a softirq to whoever it interrupts.
+//! The listeners are 100 ports on every
 //! address of 198.51.100.0/24 (a local route). CPU time (user + system, children included)
 //! and memory are read from /proc for the checker's process alone, over a fixed window after
 //! a warm-up; a check completed is a connection the listeners accepted (and, for the
