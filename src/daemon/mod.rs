@@ -156,6 +156,7 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
         let reapply = Arc::new(Notify::new());
         tokio::spawn(keep_network(
             configuration.subscribe(),
+            configuration.deltas(),
             network.clone(),
             reapply.clone(),
             network_applied,
@@ -261,29 +262,51 @@ fn open_network(managed: &Path) -> Option<Arc<Mutex<Network>>> {
 /// first apply.
 async fn keep_network(
     mut changes: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
+    deltas: tokio::sync::watch::Receiver<crate::config::delta::Delta>,
     network: Arc<Mutex<Network>>,
     reapply: Arc<Notify>,
     applied: tokio::sync::watch::Sender<bool>,
 ) {
     wait_for_modules().await;
+    let mut last: Option<Arc<crate::config::Config>> = None;
+    let mut link_came_up = false;
     loop {
         let config = changes.borrow_and_update().clone();
-        let network = network.clone();
-        let result = tokio::task::spawn_blocking(move || match network.lock() {
-            Ok(mut network) => {
-                network.apply(&config);
+        // A change to real servers alone (a weight, say) leaves the network as it is: no
+        // apply, which in a large table would compete with the IPVS round for the CPU.
+        let delta = deltas.borrow().clone();
+        let untouched = !link_came_up
+            && last.as_ref().is_some_and(|last| {
+                delta
+                    .virtual_servers_between(last, &config)
+                    .is_some_and(|changed| {
+                        changed.iter().all(|&i| {
+                            match (last.virtual_servers.get(i), config.virtual_servers.get(i)) {
+                                (Some(old), Some(new)) => !crate::net::concerns_network(old, new),
+                                _ => false,
+                            }
+                        })
+                    })
+            });
+        last = Some(config.clone());
+        if !untouched {
+            let network = network.clone();
+            let result = tokio::task::spawn_blocking(move || match network.lock() {
+                Ok(mut network) => {
+                    network.apply(&config);
+                }
+                Err(_) => error!("network: an earlier apply failed inside; restart the daemon"),
+            })
+            .await;
+            if let Err(e) = result {
+                error!("network: apply failed: {e}");
             }
-            Err(_) => error!("network: an earlier apply failed inside; restart the daemon"),
-        })
-        .await;
-        if let Err(e) = result {
-            error!("network: apply failed: {e}");
         }
         applied.send_replace(true);
-        tokio::select! {
-            changed = changes.changed() => if changed.is_err() { return },
-            _ = reapply.notified() => {}
-        }
+        link_came_up = tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return } else { false },
+            _ = reapply.notified() => true,
+        };
     }
 }
 
