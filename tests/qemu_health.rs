@@ -43,18 +43,6 @@ real_servers = [
 ]
 "#;
 
-/// Waits until A's console shows `needle` (anywhere, not only after the last command).
-fn logged(pair: &mut Pair, needle: &str) {
-    let start = Instant::now();
-    while !pair.vm(Node::A).console().contains(needle) {
-        if start.elapsed() > SHORT {
-            pair.vm(Node::A)
-                .fail(&format!("director A never logged `{needle}`"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Waits until A's kernel table has (`present`) or lacks the real server `address`
 /// (`ipvsadm -Ln` on A's console, as fast as the console answers); how long that took from
 /// `since`.
@@ -110,7 +98,7 @@ fn failed_real_servers_leave_come_back_and_the_sorry_server_stands_in() {
         pair.real_server_dr(name, address);
     }
     pair.wait_ready(BOOT);
-    logged(&mut pair, "ipvs: table in force: 1 virtual server(s)");
+    pair.logged(Node::A, "ipvs: table in force: 1 virtual server(s)", SHORT);
     status_shows(
         &mut pair,
         &["rs1 192.0.2.21:80 up since", "rs2 192.0.2.22:80 up since"],
@@ -248,6 +236,6 @@ fn failed_real_servers_leave_come_back_and_the_sorry_server_stands_in() {
         "health: every real server of web is down: sorry server 192.0.2.30:80 in",
         "health: a real server of web is back: sorry server 192.0.2.30:80 out",
     ] {
-        logged(&mut pair, needle);
+        pair.logged(Node::A, needle, SHORT);
     }
 }

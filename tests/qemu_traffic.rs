@@ -6,9 +6,9 @@
 
 mod vm;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use vm::lab::{Node, Pair, PairSpec};
+use vm::lab::{Node, PairSpec};
 use vm::test_dir;
 
 const BOOT: Duration = Duration::from_secs(120);
@@ -38,18 +38,6 @@ real_servers = [
 ]
 "#;
 
-/// Waits until A's console shows `needle` (anywhere, not only after the last command).
-fn logged(pair: &mut Pair, needle: &str) {
-    let start = Instant::now();
-    while !pair.vm(Node::A).console().contains(needle) {
-        if start.elapsed() > SHORT {
-            pair.vm(Node::A)
-                .fail(&format!("director A never logged `{needle}`"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 #[ignore = "boots two VMs under QEMU on bridges (root): run by scripts/test"]
 fn client_traffic_reaches_the_real_servers_as_the_table_says() {
@@ -64,9 +52,10 @@ fn client_traffic_reaches_the_real_servers_as_the_table_says() {
         pair.real_server_nat(name, address);
     }
     pair.wait_ready(BOOT);
-    logged(
-        &mut pair,
+    pair.logged(
+        Node::A,
         "ipvs: table in force: 2 virtual server(s); 6 change(s) applied, 0 failed",
+        SHORT,
     );
     let vip = pair.sh(Node::A, "ip -4 -o addr show dev eth0", SHORT);
     assert!(
@@ -117,9 +106,10 @@ fn client_traffic_reaches_the_real_servers_as_the_table_says() {
         "director config set virtual_servers.web.real_servers.rs1.enabled false",
         SHORT,
     );
-    logged(
-        &mut pair,
+    pair.logged(
+        Node::A,
         "ipvs: table in force: 2 virtual server(s); 1 change(s) applied, 0 failed (incremental",
+        SHORT,
     );
     let during = run.wait();
     eprintln!("rs1 disabled under load:\n{during}");

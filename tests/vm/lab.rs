@@ -9,7 +9,7 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sched::{setns, CloneFlags};
 
@@ -98,7 +98,7 @@ impl Lab {
 
     /// `plug`, calling `check` while waiting (it panics when QEMU is gone, say).
     pub fn plug_checking(&mut self, tap: &str, mut check: impl FnMut()) {
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         loop {
             let shown = ip(&["-o", "link", "show", tap]);
             if shown.contains("LOWER_UP") {
@@ -434,6 +434,19 @@ impl Pair {
     /// The VM of `node`.
     pub fn vm(&mut self, node: Node) -> &mut Vm {
         &mut self.vms[node.index()]
+    }
+
+    /// Waits until `node`'s console shows `needle` anywhere (not only after the last
+    /// command, as `Vm::wait_for` looks); fails the test after `timeout`.
+    pub fn logged(&mut self, node: Node, needle: &str, timeout: Duration) {
+        let start = Instant::now();
+        while !self.vm(node).console().contains(needle) {
+            if start.elapsed() > timeout {
+                self.vm(node)
+                    .fail(&format!("director {node:?} never logged `{needle}`"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Runs a shell command on `node`'s console and returns its output.
