@@ -14,7 +14,7 @@ use log::{error, info, warn};
 use crate::config::delta::Delta;
 use crate::config::Config;
 use crate::ctl::health::HealthLookup;
-use crate::ctl::ipvs::{render, render_json, render_json_with, View};
+use crate::ctl::ipvs::{render, render_json_with, View};
 use crate::health::Snapshot;
 use crate::ipvs::{Outcome, Overrides, Reconciler, Round};
 use crate::sys::ipvs::kernel::KernelIpvs;
@@ -143,20 +143,18 @@ impl Balancer {
         Ok(outcome)
     }
 
-    /// `director ctl ipvs [--stats|--rate|--json]`: the kernel's table as ipvsadm shows it.
-    pub fn show(&mut self, view: Option<View>) -> Result<String, String> {
+    /// `director ctl ipvs [--stats|--rate]`: the kernel's table as ipvsadm shows it (`--json`
+    /// is `show_health`'s).
+    pub fn show(&mut self, view: View) -> Result<String, String> {
         let ipvs = self.client()?;
         let info = ipvs.info().map_err(|e| e.to_string())?;
         // The plain view shows no more than the kernel's text listing holds.
         let table = match view {
-            Some(View::Plain) => ipvs.listing(),
-            _ => ipvs.table(),
+            View::Plain => ipvs.listing(),
+            View::Stats | View::Rate => ipvs.table(),
         }
         .map_err(|e| e.to_string())?;
-        Ok(match view {
-            Some(view) => render(&info, &table, view),
-            None => render_json(&info, &table),
-        })
+        Ok(render(&info, &table, view))
     }
 
     /// `director ctl ipvs --health` (`view`) and `--json` (`None`): the kernel's table with

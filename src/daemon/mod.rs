@@ -655,9 +655,9 @@ fn execute(request: &Request, shared: &Shared) -> Result<String, String> {
             // With the health checks' view: the snapshot and the boot clock of its times.
             let health = || (shared.health.snapshot(), clock::since_boot());
             match rest {
-                [] => balancer.show(Some(View::Plain)),
-                ["--stats"] => balancer.show(Some(View::Stats)),
-                ["--rate"] => balancer.show(Some(View::Rate)),
+                [] => balancer.show(View::Plain),
+                ["--stats"] => balancer.show(View::Stats),
+                ["--rate"] => balancer.show(View::Rate),
                 ["--json"] => {
                     let (snapshot, boot) = health();
                     balancer.show_health(None, &config, &snapshot, boot)
