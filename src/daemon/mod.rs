@@ -275,19 +275,12 @@ async fn keep_network(
         // A change to real servers alone (a weight, say) leaves the network as it is: no
         // apply, which in a large table would compete with the IPVS round for the CPU.
         let delta = deltas.borrow().clone();
-        let untouched = !link_came_up
-            && last.as_ref().is_some_and(|last| {
-                delta
-                    .virtual_servers_between(last, &config)
-                    .is_some_and(|changed| {
-                        changed.iter().all(|&i| {
-                            match (last.virtual_servers.get(i), config.virtual_servers.get(i)) {
-                                (Some(old), Some(new)) => !crate::net::concerns_network(old, new),
-                                _ => false,
-                            }
-                        })
-                    })
-            });
+        let untouched = match (&last, link_came_up) {
+            (Some(last), false) => delta
+                .virtual_servers_between(last, &config)
+                .is_some_and(|changed| !crate::net::concerns_network(last, &config, changed)),
+            _ => false,
+        };
         last = Some(config.clone());
         if !untouched {
             let network = network.clone();

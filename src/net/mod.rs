@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
 
-use crate::config::model::{Config, RouteTarget, VirtualServer};
+use crate::config::model::{Config, RouteTarget};
 use crate::sys::rtnl::{Address, Link, Route, Rtnl};
 use crate::sys::sysctl::Sysctl;
 
@@ -670,9 +670,16 @@ fn protocol_name(protocol: u8) -> String {
 #[cfg(test)]
 mod tests;
 
-/// Whether a change of one virtual server from `old` to `new` can change the network: only
-/// whether it is enabled, its VIP and where the VIP lives count (the VIPs the box holds
-/// without a pair). A new weight or real server does not.
-pub fn concerns_network(old: &VirtualServer, new: &VirtualServer) -> bool {
-    old.enabled != new.enabled || old.vip != new.vip || old.device != new.device
+/// Whether a change from `old` to `new` of the virtual servers at `changed` (positions in
+/// both) can change the network: only whether one is enabled, its VIP and where the VIP lives
+/// count (the VIPs the box holds without a pair). A new weight or real server does not.
+pub fn concerns_network(old: &Config, new: &Config, changed: &[usize]) -> bool {
+    changed.iter().any(
+        |&i| match (old.virtual_servers.get(i), new.virtual_servers.get(i)) {
+            (Some(old), Some(new)) => {
+                old.enabled != new.enabled || old.vip != new.vip || old.device != new.device
+            }
+            _ => true,
+        },
+    )
 }

@@ -412,22 +412,23 @@ fn a_box_without_a_pair_holds_its_vips() {
 
 #[test]
 fn only_a_virtual_server_s_vip_device_or_state_concern_the_network() {
-    let config = crate::config::from_toml(
+    let old = crate::config::from_toml(
         "[[virtual_servers]]\nname = \"web\"\nvip = \"192.0.2.10\"\nport = 80\nreal_servers = [{ name = \"a\", address = \"198.51.100.1\" }]\n",
     )
     .expect("a configuration");
-    let old = &config.virtual_servers[0];
     let mut new = old.clone();
-    new.real_servers[0].weight = 9;
-    new.scheduler = crate::config::model::Scheduler::Rr;
-    assert!(!crate::net::concerns_network(old, &new));
+    new.virtual_servers[0].real_servers[0].weight = 9;
+    new.virtual_servers[0].scheduler = crate::config::model::Scheduler::Rr;
+    assert!(!crate::net::concerns_network(&old, &new, &[0]));
     for change in [
         |vs: &mut crate::config::model::VirtualServer| vs.enabled = false,
         |vs: &mut crate::config::model::VirtualServer| vs.vip = "192.0.2.11".parse().ok(),
         |vs: &mut crate::config::model::VirtualServer| vs.device = Some("eth1".into()),
     ] {
         let mut new = old.clone();
-        change(&mut new);
-        assert!(crate::net::concerns_network(old, &new));
+        change(&mut new.virtual_servers[0]);
+        assert!(crate::net::concerns_network(&old, &new, &[0]));
     }
+    // A position neither has: taken as a change that counts.
+    assert!(crate::net::concerns_network(&old, &new, &[1]));
 }
