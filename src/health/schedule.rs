@@ -182,12 +182,7 @@ impl Health {
             .map(|(i, service)| (service.name.clone(), i))
             .collect();
         table.services = services;
-        table.generation += 1;
-        for event in events {
-            self.shared.emit(event);
-        }
-        drop(table);
-        self.shared.changed.notify_one();
+        self.taken_in(table, events);
         problems
     }
 
@@ -222,13 +217,19 @@ impl Health {
             let previous = std::mem::replace(service, empty_service(vs));
             *service = build(vs, Some(previous), now, &mut problems, &mut events);
         }
+        self.taken_in(table, events);
+        problems
+    }
+
+    /// The end of an update: results of checks started before are dropped from now on, the
+    /// events of the change go out, and the runner looks at the new table.
+    fn taken_in(&self, mut table: MutexGuard<'_, Table>, events: Vec<Event>) {
         table.generation += 1;
         for event in events {
             self.shared.emit(event);
         }
         drop(table);
         self.shared.changed.notify_one();
-        problems
     }
 
     /// The virtual servers whose sorry server is in service now: (name, sorry server).
