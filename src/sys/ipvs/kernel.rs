@@ -464,21 +464,18 @@ impl Ipvs for KernelIpvs {
     /// between the two reads is missing) has its destinations dumped over netlink.
     fn listing(&mut self) -> Result<Vec<TableEntry>, IpvsError> {
         let services = self.services()?;
-        let text = match std::fs::read_to_string(&self.listing) {
-            Ok(text) => text,
+        // Without the text every service has its destinations dumped, from the dump above.
+        let listed = match std::fs::read_to_string(&self.listing) {
+            Ok(text) => procfs::parse(&text).unwrap_or_else(|e| {
+                log::warn!("ipvs: {e}; listing over netlink");
+                Vec::new()
+            }),
             Err(e) => {
                 log::debug!(
                     "ipvs: {}: {e}; listing over netlink",
                     self.listing.display()
                 );
-                return self.table();
-            }
-        };
-        let listed = match procfs::parse(&text) {
-            Ok(listed) => listed,
-            Err(e) => {
-                log::warn!("ipvs: {e}; listing over netlink");
-                return self.table();
+                Vec::new()
             }
         };
         let mut by_key: HashMap<ListedKey, Vec<DestinationEntry>> =
