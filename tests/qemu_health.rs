@@ -162,10 +162,10 @@ fn failed_real_servers_leave_come_back_and_the_sorry_server_stands_in() {
     assert!(back <= most, "took {back:?}");
     let both = pair.load("192.0.2.100:80", 20, Duration::from_secs(30), PACE);
     assert_eq!(both.failures, 0, "{both}");
-    assert!(
-        both.from("rs1").abs_diff(both.from("rs2")) <= 2,
-        "rr: {both}"
-    );
+    // rr alternates new connections, but a client port used again while IPVS still holds
+    // the connection it named before (to rs2, while rs1 was out) goes where that one went:
+    // each serves a fair share, not exactly half.
+    assert!(both.from("rs1") >= 5 && both.from("rs2") >= 5, "rr: {both}");
 
     // (c) Both down: the sorry server answers; one back: the sorry server goes.
     let stopped = Instant::now();
