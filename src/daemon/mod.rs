@@ -172,7 +172,7 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
         configuration.subscribe(),
         configuration.deltas(),
         health.clone(),
-        first_network,
+        first_network.clone(),
     ));
     let balancer = Arc::new(Mutex::new(Balancer::new(&options.ipvs_record)));
     tokio::spawn(keep_ipvs(
@@ -181,6 +181,7 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
         balancer.clone(),
         health.clone(),
         events,
+        first_network,
     ));
     let shared = Arc::new(Shared {
         logger,
@@ -355,17 +356,22 @@ const HEALTH_GATHER: Duration = Duration::from_millis(20);
 /// checks say: a full round first, an incremental one for each change of the configuration,
 /// one over the virtual servers concerned for each burst of health events, a full one again
 /// after a failure (with back-off from 1 s to 30 s) and every `balancer::FULL_EVERY` (or 100
-/// times the last round's duration, if longer).
+/// times the last round's duration, if longer). The first round waits for the network's first
+/// apply (`network`): until the box has an address the kernel refuses every IPv4 real server
+/// (EINVAL: with no local routing table it cannot tell a unicast address).
 async fn keep_ipvs(
     mut changes: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
     deltas: tokio::sync::watch::Receiver<crate::config::delta::Delta>,
     balancer: Arc<Mutex<Balancer>>,
     health: Health,
     mut events: mpsc::UnboundedReceiver<Event>,
+    mut network: tokio::sync::watch::Receiver<bool>,
 ) {
     const RETRY_FIRST: Duration = Duration::from_secs(1);
     const RETRY_MAX: Duration = Duration::from_secs(30);
     wait_for_modules().await;
+    // An error: the network task is gone; program all the same.
+    let _ = network.wait_for(|applied| *applied).await;
     let mut next = Next::Configuration { full: true };
     let mut retry_delay = RETRY_FIRST;
     let mut next_full = Instant::now();
