@@ -46,18 +46,18 @@ impl Log for ConsoleLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let line = format_line(
+        let mut line = format_line(
             clock::since_boot(),
             record.level(),
             record.target(),
             &record.args().to_string(),
         );
-        // One write per line so that lines from PID 1 and the daemon do not interleave.
-        let mut out = std::io::stderr().lock();
-        let _ = out.write_all(line.as_bytes());
-        let _ = out.write_all(b"\n");
+        // One write per line, its newline included (standard error is unbuffered), so that
+        // lines from PID 1, the daemon and a shell's output do not interleave.
+        line.push('\n');
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
         if self.capacity > 0 {
-            self.remember(&line);
+            self.remember(line.trim_end_matches('\n'));
         }
     }
 
