@@ -13,7 +13,9 @@
 //! The listeners are 100 ports on every
 //! address of 198.51.100.0/24 (a local route). CPU time (user + system, children included)
 //! and memory are read from /proc for the checker's process alone, over a fixed window after
-//! a warm-up; a check completed is a connection the listeners accepted (and, for the
+//! a warm-up; a check completed is a connection the listeners accepted or, for the
+//! director's half-open checks (a SYN answered by a SYN-ACK, see `health::syn`), a SYN-ACK
+//! their kernel sent (OutSegs); and, for the
 //! director, a result its own counters recorded).
 //!
 //! The listener and the director's checker are this test binary again, started with
@@ -348,6 +350,9 @@ fn usage(pid: u32) -> Usage {
 struct Figures {
     /// Connections the listeners accepted, per second.
     accepted: f64,
+    /// TCP segments the listeners' kernel sent, per second: a SYN-ACK per check, half-open
+    /// or not (and the odd FIN of a connection closed before the checker's reset came).
+    segments: f64,
     /// Checks the checker itself counted (the director only): completed and failed, per second.
     counted: Option<(f64, f64)>,
     /// Percent of one core: user and system.
@@ -367,17 +372,20 @@ fn measure(
     std::thread::sleep(WARM_UP);
     let start = Instant::now();
     let accepted0 = listener.ask("accepted")[0];
+    let segments0 = listener.ask("segments")[0];
     let counted0 = counts.as_mut().map(|f| f());
     let usage0 = usage(pid);
     std::thread::sleep(WINDOW);
     let usage1 = usage(pid);
     let counted1 = counts.as_mut().map(|f| f());
     let accepted1 = listener.ask("accepted")[0];
+    let segments1 = listener.ask("segments")[0];
     let seconds = start.elapsed().as_secs_f64();
     // SAFETY: sysconf only reads a constant of the system.
     let hertz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     Figures {
         accepted: (accepted1 - accepted0) as f64 / seconds,
+        segments: (segments1 - segments0) as f64 / seconds,
         counted: counted0
             .zip(counted1)
             .map(|((c0, f0), (c1, f1))| ((c1 - c0) as f64 / seconds, (f1 - f0) as f64 / seconds)),
@@ -662,6 +670,12 @@ fn health_figures() {
         &pick(&|f| rate(f.accepted)),
         "",
     );
+    row(
+        "TCP segments sent per second (listeners)",
+        &rate(ours.segments),
+        &pick(&|f| rate(f.segments)),
+        "",
+    );
     row("failed checks per second", &rate(failed), "-", "0");
     row(
         "CPU per second (checker)",
@@ -739,8 +753,25 @@ fn listener_role() {
     });
     serve_stdin(|request| match request {
         "accepted" => Some(accepted.load(Ordering::Relaxed).to_string()),
+        // Of the listeners' namespace.
+        "segments" => Some(tcp_out_segments().to_string()),
         _ => None,
     });
+}
+
+/// The TCP segments this network namespace sent (OutSegs of /proc/net/snmp).
+fn tcp_out_segments() -> u64 {
+    let snmp = fs::read_to_string("/proc/self/net/snmp").expect("/proc/self/net/snmp");
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+        panic!("no Tcp lines in /proc/net/snmp");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "OutSegs")
+        .and_then(|(_, value)| value.parse().ok())
+        .expect("OutSegs")
 }
 
 /// The director's checker, as in the daemon: the health runner on a current-thread runtime,

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use director::config::from_toml;
 use director::config::model::Check;
+use director::health::syn::Prober;
 use director::health::{CheckResult, Checker, Event, Health, State};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -359,6 +360,135 @@ fn tcp_checks_connect() {
             "connect 198.51.100.99:80 timed out after 500 ms",
         );
     });
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by scripts/test"]
+fn tcp_checks_half_open_give_the_same_verdicts_unseen_by_the_server() {
+    Netns::new().run(|| async {
+        let prober = Prober::open().expect("raw sockets (root)");
+        let tcp = Checker::Tcp;
+        let half_open = |target| {
+            let (tcp, prober) = (&tcp, &prober);
+            async move {
+                let result = tcp.run_with(target, TIMEOUT, Some(prober)).await;
+                eprintln!(
+                    "half-open {target}: {} in {:?}",
+                    result.message, result.duration
+                );
+                result
+            }
+        };
+        healthy(&half_open(addr(HOST, 80)).await, "listening (SYN-ACK)");
+        failed(
+            &half_open(addr(HOST, 9)).await,
+            "connect 192.0.2.10:9: connection refused",
+        );
+        failed(
+            &half_open(addr(OTHER, 80)).await,
+            "connect 192.0.2.11:80: connection refused",
+        );
+        failed(
+            &half_open(addr(SILENT, 80)).await,
+            "connect 198.51.100.99:80 timed out after 500 ms",
+        );
+        // More checks of one server at once than the prober has source ports: all answered
+        // (the rest connect).
+        let many: Vec<_> = (0..40).map(|_| half_open(addr(HOST, 80))).collect();
+        for result in futures_join_all(many).await {
+            assert!(result.healthy, "{result:?}");
+        }
+
+        // IPv6, and the application never sees the check: nothing to accept.
+        // `ip` runs in the namespace of this thread.
+        ip(&["addr", "add", "2001:db8::10/64", "dev", "lo", "nodad"]);
+        let listener = TcpListener::bind("[2001:db8::10]:8080")
+            .await
+            .expect("bind");
+        let target: SocketAddr = "[2001:db8::10]:8080".parse().expect("an address");
+        for _ in 0..3 {
+            healthy(&half_open(target).await, "listening (SYN-ACK)");
+        }
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "no connection reached the application");
+        drop(listener);
+        failed(
+            &half_open(target).await,
+            "connect [2001:db8::10]:8080: connection refused",
+        );
+    });
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by scripts/test"]
+fn the_runner_checks_tcp_half_open_and_times_out_on_its_own() {
+    Netns::new().run(|| async {
+        let config = from_toml(&format!(
+            r#"
+[[virtual_servers]]
+name = "web"
+vip = "203.0.113.10"
+port = 80
+check = {{ interval = "500ms", timeout = "300ms", rise = 1, fall = 1, tcp = {{}} }}
+real_servers = [
+  {{ name = "a", address = "{HOST}" }},
+  {{ name = "b", address = "{OTHER}" }},
+  {{ name = "c", address = "{SILENT}" }},
+]
+"#
+        ))
+        .expect("a configuration");
+        let (health, runner, mut events) = Health::new();
+        tokio::spawn(runner.run());
+        assert!(health.update(&config).is_empty());
+        let mut downs = Vec::new();
+        while downs.len() < 2 {
+            downs.push(next_event(&mut events, Duration::from_secs(3)).await.to_string());
+        }
+        downs.sort();
+        assert_eq!(
+            downs,
+            [
+                "b 192.0.2.11:80 of web is DOWN: connect 192.0.2.11:80: connection refused",
+                "c 198.51.100.99:80 of web is DOWN: connect 198.51.100.99:80 timed out after 300 ms",
+            ]
+        );
+        let a = health.server("web", "a").expect("a");
+        assert_eq!(a.state, State::Up);
+        let last = a.last.expect("a result");
+        assert_eq!(last.message, "listening (SYN-ACK)");
+        // The silent one's check ends near its timeout, not at the next check.
+        let c = health.server("web", "c").expect("c");
+        let took = c.last.expect("a result").duration;
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_millis(400),
+            "{took:?}"
+        );
+    });
+}
+
+/// Waits for every future of `futures`, all polled together.
+async fn futures_join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 #[test]

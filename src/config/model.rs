@@ -420,7 +420,7 @@ impl Check {
 /// The highest weight a real server can have.
 pub const MAX_WEIGHT: u32 = 65535;
 
-/// A TCP connection that completes.
+/// A port that accepts TCP connections: a SYN answered by a SYN-ACK (see `health::syn`).
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpCheck {}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::syn::{Answer, Prober};
 use super::{http, program, send_expect, HealthError};
 use crate::config::model::Check;
 
@@ -74,10 +75,21 @@ impl Checker {
         }
     }
 
-    /// Checks `target`; the whole check, connection included, takes at most `timeout`.
+    /// Checks `target`; the whole check, connection included, takes at most `timeout`. A TCP
+    /// check makes a full connection.
     pub async fn run(&self, target: SocketAddr, timeout: Duration) -> CheckResult {
+        self.run_with(target, timeout, None).await
+    }
+
+    /// `run`, a TCP check sending a SYN with `prober` (half-open) when there is one.
+    pub async fn run_with(
+        &self,
+        target: SocketAddr,
+        timeout: Duration,
+        prober: Option<&Prober>,
+    ) -> CheckResult {
         let start = Instant::now();
-        let outcome = match tokio::time::timeout(timeout, self.probe(target)).await {
+        let outcome = match tokio::time::timeout(timeout, self.probe(target, prober)).await {
             Ok(outcome) => outcome,
             Err(_) => Outcome::failed(self.timed_out(target, timeout)),
         };
@@ -89,11 +101,14 @@ impl Checker {
         }
     }
 
-    async fn probe(&self, target: SocketAddr) -> Outcome {
+    async fn probe(&self, target: SocketAddr, prober: Option<&Prober>) -> Outcome {
         // The larger kinds are boxed so that a TCP check in flight stays a few hundred bytes,
         // not the size of a TLS session.
         match self {
-            Checker::Tcp => connect_only(target).await,
+            Checker::Tcp => match prober {
+                Some(prober) if prober.reaches(target) => half_open(prober, target).await,
+                _ => connect_only(target).await,
+            },
             Checker::Http(probe) => Box::pin(probe.probe(target)).await,
             Checker::SendExpect(probe) => Box::pin(probe.probe(target)).await,
             Checker::Program(probe) => Box::pin(probe.probe(target)).await,
@@ -114,6 +129,45 @@ impl Checker {
                 probe.path()
             ),
         }
+    }
+}
+
+/// A SYN answered with a SYN-ACK is healthy, one answered with a reset is refused (see
+/// `syn`); with every source port in use for `target`, a full connection.
+async fn half_open(prober: &Prober, target: SocketAddr) -> Outcome {
+    match prober.check(target).await {
+        Some(answer) => outcome_of(answer, target, None),
+        None => connect_only(target).await,
+    }
+}
+
+/// The verdict on what `target` answered a SYN (`timeout`: the check's, for the message).
+fn outcome_of(answer: Answer, target: SocketAddr, timeout: Option<Duration>) -> Outcome {
+    match answer {
+        Answer::Listening => Outcome::healthy("listening (SYN-ACK)"),
+        Answer::Refused => Outcome::failed(format!("connect {target}: connection refused")),
+        Answer::NotSent(why) => Outcome::failed(format!("connect {target}: {why}")),
+        Answer::TimedOut => Outcome::failed(match timeout {
+            Some(timeout) => format!("connect {target} timed out after {}", seconds(timeout)),
+            None => format!("connect {target}: no answer"),
+        }),
+    }
+}
+
+/// The result of a TCP check that `Prober::start` ran: what `target` answered, after
+/// `duration`.
+pub(super) fn half_open_result(
+    answer: Answer,
+    target: SocketAddr,
+    timeout: Duration,
+    duration: Duration,
+) -> CheckResult {
+    let outcome = outcome_of(answer, target, Some(timeout));
+    CheckResult {
+        healthy: outcome.healthy,
+        weight: None,
+        duration,
+        message: outcome.message,
     }
 }
 
@@ -217,7 +271,7 @@ mod tests {
     fn a_tcp_check_in_flight_is_small() {
         let target: SocketAddr = "192.0.2.21:80".parse().expect("an address");
         let check = Checker::Tcp;
-        let future = check.run(target, Duration::from_secs(1));
+        let future = check.run_with(target, Duration::from_secs(1), None);
         let size = std::mem::size_of_val(&future);
         assert!(size < 1024, "{size} bytes");
     }

@@ -15,6 +15,7 @@ mod program;
 pub mod rules;
 mod schedule;
 mod send_expect;
+pub mod syn;
 
 use std::fmt;
 use std::io;

@@ -14,11 +14,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
 
-use super::checker::{CheckResult, Checker};
+use super::checker::{half_open_result, CheckResult, Checker};
 use super::rules::{sorry_needed, Change, Event, Rules, ServerHealth};
+use super::syn::Prober;
 use super::HealthError;
 use crate::config::model::{Check, Config, RealServer, VirtualServer};
 use crate::ipvs::{Override, Overrides};
+
+/// Checks start together, at most this often: a check starts up to this late.
+const START_TICK: Duration = Duration::from_millis(10);
 
 /// The most checks in flight at once; more wait for a free place.
 pub const MAX_IN_FLIGHT: usize = 1024;
@@ -39,6 +43,12 @@ pub struct Runner {
     permits: Arc<Semaphore>,
     due: Vec<Due>,
     starts: Vec<Start>,
+    /// The half-open prober of the TCP checks, opened with the first of them; None where
+    /// raw sockets are not allowed (TCP checks then connect).
+    prober: Option<Arc<Prober>>,
+    prober_tried: bool,
+    /// When checks were last started.
+    last_start: Instant,
 }
 
 struct Shared {
@@ -153,6 +163,9 @@ impl Health {
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             due: Vec::new(),
             starts: Vec::new(),
+            prober: None,
+            prober_tried: false,
+            last_start: Instant::now(),
         };
         (Health { shared }, runner, receiver)
     }
@@ -533,7 +546,13 @@ impl Runner {
     pub async fn run(mut self) {
         loop {
             self.follow_configuration();
-            let next = self.heap.peek().map(|Reverse(due)| due.at);
+            // Checks due within a tick of the last start wait for the next: one wake-up
+            // starts them all (and their answers arrive together), instead of one per
+            // check.
+            let next = self
+                .heap
+                .peek()
+                .map(|Reverse(due)| due.at.max(later(self.last_start, START_TICK)));
             tokio::select! {
                 _ = self.shared.events.closed() => return,
                 _ = self.shared.changed.notified() => continue,
@@ -578,6 +597,7 @@ impl Runner {
     /// must stop.
     async fn start_due(&mut self) -> bool {
         let now = Instant::now();
+        self.last_start = now;
         self.due.clear();
         while let Some(Reverse(due)) = self.heap.peek() {
             if due.at > now {
@@ -623,14 +643,59 @@ impl Runner {
                 });
             }
         }
+        if !self.prober_tried
+            && self
+                .starts
+                .iter()
+                .any(|s| matches!(*s.checker, Checker::Tcp))
+        {
+            self.prober_tried = true;
+            self.prober = match Prober::open() {
+                Ok(prober) => {
+                    log::info!(
+                        "health: TCP checks are half-open: SYNs from a raw socket, source ports {:?}",
+                        prober.ports()
+                    );
+                    Some(Arc::new(prober))
+                }
+                Err(e) => {
+                    log::warn!("health: TCP checks make full connections: no raw socket ({e})");
+                    None
+                }
+            };
+        }
         for start in self.starts.drain(..) {
+            // A half-open TCP check is a SYN and an entry in the prober's table: no task,
+            // no socket, no permit (a server has one check in flight at most).
+            if let (Checker::Tcp, Some(prober)) = (&*start.checker, &self.prober) {
+                let shared = self.shared.clone();
+                let generation = self.generation;
+                let Start {
+                    target,
+                    timeout,
+                    service,
+                    server,
+                    ..
+                } = start;
+                let done = Box::new(move |answer, duration| {
+                    let result = half_open_result(answer, target, timeout, duration);
+                    shared.record(generation, service, server, result);
+                });
+                if prober.start(target, timeout, done) {
+                    continue;
+                }
+            }
             let Ok(permit) = self.permits.clone().acquire_owned().await else {
                 return false;
             };
             let shared = self.shared.clone();
             let generation = self.generation;
+            let prober = self.prober.clone();
             tokio::spawn(async move {
-                let result = start.checker.run(start.target, start.timeout).await;
+                let result = start
+                    .checker
+                    .run_with(start.target, start.timeout, prober.as_deref())
+                    .await;
                 shared.record(generation, start.service, start.server, result);
                 drop(permit);
             });
