@@ -80,7 +80,8 @@ fn version(code: u32) -> String {
 
 /// The table as `ipvsadm -Ln` (and its --stats and --rate) prints it.
 pub fn render(info: &Info, table: &[TableEntry], view: View) -> String {
-    let mut out = String::new();
+    // About what a service with two real servers takes: one allocation for most tables.
+    let mut out = String::with_capacity(200 + table.len() * 180);
     // Rule 1.
     let _ = writeln!(
         out,
@@ -132,15 +133,22 @@ pub fn render(info: &Info, table: &[TableEntry], view: View) -> String {
             }
             match view {
                 View::Plain => {
+                    // "  -> {dname:<28} {forward:<7} {weight:<6} {active:<10} {inactive:<10}",
+                    // written by hand: a large table has tens of thousands of these lines.
+                    out.push_str("  -> ");
+                    left(&mut out, &dname, 28);
+                    out.push(' ');
+                    left(&mut out, forwarding_name(dest.forwarding), 7);
+                    out.push(' ');
                     // The kernel's weight is an int; ipvsadm prints it signed.
                     let weight = i32::from_ne_bytes(dest.weight.to_ne_bytes());
-                    let _ = writeln!(
-                        out,
-                        "  -> {dname:<28} {:<7} {weight:<6} {:<10} {:<10}",
-                        forwarding_name(dest.forwarding),
-                        d.active_conns,
-                        d.inactive_conns
-                    );
+                    let mut digits = Digits::new();
+                    left(&mut out, digits.signed(weight.into()), 6);
+                    out.push(' ');
+                    left(&mut out, digits.unsigned(d.active_conns.into()), 10);
+                    out.push(' ');
+                    left(&mut out, digits.unsigned(d.inactive_conns.into()), 10);
+                    out.push('\n');
                 }
                 View::Stats => {
                     let _ = write!(out, "  -> {dname:<28}");
@@ -274,10 +282,69 @@ fn service_name(name: &mut String, key: &ServiceKey) {
 }
 
 fn address_port(out: &mut String, address: IpAddr, port: u16) {
-    let _ = match address {
-        IpAddr::V4(a) => write!(out, "{a}:{port}"),
-        IpAddr::V6(a) => write!(out, "[{}]:{port}", inet6(a)),
-    };
+    let mut digits = Digits::new();
+    match address {
+        IpAddr::V4(a) => {
+            for (i, octet) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(digits.unsigned(octet.into()));
+            }
+        }
+        IpAddr::V6(a) => {
+            out.push('[');
+            out.push_str(&inet6(a));
+            out.push(']');
+        }
+    }
+    out.push(':');
+    out.push_str(digits.unsigned(port.into()));
+}
+
+/// `text` and spaces after it up to `width` (as `{:<width}` for ASCII text).
+fn left(out: &mut String, text: &str, width: usize) {
+    out.push_str(text);
+    for _ in text.len()..width {
+        out.push(' ');
+    }
+}
+
+/// Decimal digits of a number, without the formatting machinery.
+struct Digits([u8; 20]);
+
+impl Digits {
+    fn new() -> Digits {
+        Digits([0; 20])
+    }
+
+    fn unsigned(&mut self, n: u64) -> &str {
+        let at = self.fill(n);
+        std::str::from_utf8(&self.0[at..]).unwrap_or("?")
+    }
+
+    fn signed(&mut self, n: i64) -> &str {
+        let mut at = self.fill(n.unsigned_abs());
+        if n < 0 {
+            at -= 1;
+            self.0[at] = b'-';
+        }
+        std::str::from_utf8(&self.0[at..]).unwrap_or("?")
+    }
+
+    /// Writes the digits of `n` at the end; where they start. Room is left for a sign: u64
+    /// has at most 20 digits, i64's magnitude 19.
+    fn fill(&mut self, mut n: u64) -> usize {
+        let mut at = self.0.len();
+        loop {
+            at -= 1;
+            self.0[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 || at == 0 {
+                return at;
+            }
+        }
+    }
 }
 
 /// Rule 10: as glibc's inet_ntop. Rust writes RFC 5952 too, but writes an IPv4-compatible

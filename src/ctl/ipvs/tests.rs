@@ -393,3 +393,20 @@ fn json_is_well_formed_and_complete() {
     let empty: serde_json::Value = serde_json::from_str(&render_json(&INFO, &[])).unwrap();
     assert_eq!(empty["services"], serde_json::json!([]));
 }
+
+#[test]
+fn numbers_and_padding_as_printf_writes_them() {
+    let mut digits = Digits::new();
+    assert_eq!(digits.unsigned(0), "0");
+    assert_eq!(digits.unsigned(u64::MAX), u64::MAX.to_string());
+    assert_eq!(digits.signed(-1), "-1");
+    assert_eq!(digits.signed(i64::MIN), i64::MIN.to_string());
+    assert_eq!(digits.signed(65535), "65535");
+    let mut out = String::new();
+    left(&mut out, "Masq", 7);
+    left(&mut out, "longer than that", 4);
+    assert_eq!(out, format!("{:<7}{:<4}", "Masq", "longer than that"));
+    let mut name = String::new();
+    address_port(&mut name, ip("198.51.100.254"), 65535);
+    assert_eq!(name, "198.51.100.254:65535");
+}
