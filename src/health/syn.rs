@@ -238,23 +238,22 @@ impl Prober {
     /// (more checks of it in flight than ports): the caller connects instead.
     pub async fn check(&self, server: SocketAddr) -> Option<Answer> {
         let (answer, answered) = oneshot::channel();
-        let key = match self.inner.submit(server, Done::Task(answer), None) {
-            Ok(Some(key)) => key,
+        let (key, sequence) = match self.inner.submit(server, Done::Task(answer), None) {
+            Ok(Some(sent)) => sent,
             Ok(None) => return None,
             Err(why) => return Some(Answer::NotSent(why)),
         };
         let forget = Forget {
             inner: &self.inner,
             key,
+            sequence,
         };
         let answer = answered.await;
         drop(forget);
         // The sender goes only with the prober: nothing answered.
         Some(answer.unwrap_or_else(|_| Answer::NotSent("the prober stopped".into())))
     }
-}
 
-impl Prober {
     /// Sends a SYN to `server` and calls `done` with its answer, or with `TimedOut` after
     /// `timeout` (give or take `TICK`): no task, no timer of its own. False (and `done`
     /// dropped uncalled) when the prober cannot check `server` now: an IPv6 server without
@@ -284,12 +283,18 @@ impl Drop for Prober {
 struct Forget<'a> {
     inner: &'a Inner,
     key: Key,
+    /// Of this SYN: a later check may have the same key.
+    sequence: u32,
 }
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
         let mut state = self.inner.lock();
-        if state.pending.remove(&self.key).is_some() {
+        let ours = state
+            .pending
+            .get(&self.key)
+            .is_some_and(|p| p.sequence == self.sequence);
+        if ours && state.pending.remove(&self.key).is_some() {
             if let IpAddr::V4(server) = self.key.server.ip() {
                 state.sources.remove(&server);
             }
@@ -303,14 +308,14 @@ impl Inner {
     }
 
     /// Queues a SYN to `server` for `done`, timed out by the prober after `timeout` if given:
-    /// its key, None when every port is in use for it (`done` dropped), or why it cannot be
+    /// its key and sequence number, None when every port is in use for it (`done` dropped), or why it cannot be
     /// sent (a `Done::Call` is called with that).
     fn submit(
         &self,
         server: SocketAddr,
         done: Done,
         timeout: Option<Duration>,
-    ) -> Result<Option<Key>, String> {
+    ) -> Result<Option<(Key, u32)>, String> {
         let mut state = self.lock();
         let Some(port) = state.free_port(server, &self.ports) else {
             return Ok(None);
@@ -375,7 +380,7 @@ impl Inner {
         if first {
             self.queued.notify_one();
         }
-        Ok(Some(key))
+        Ok(Some((key, sequence)))
     }
 
     /// Ends the checks of `start` whose time is up (`now`): `TimedOut`, and the source of
