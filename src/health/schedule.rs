@@ -45,7 +45,7 @@ pub struct Runner {
     starts: Vec<Start>,
     /// The half-open prober of the TCP checks, opened with the first of them; None where
     /// raw sockets are not allowed (TCP checks then connect).
-    prober: Option<Arc<Prober>>,
+    prober: Option<Prober>,
     prober_tried: bool,
     /// When checks were last started.
     last_start: Instant,
@@ -656,7 +656,7 @@ impl Runner {
                         "health: TCP checks are half-open: SYNs from a raw socket, source ports {:?}",
                         prober.ports()
                     );
-                    Some(Arc::new(prober))
+                    Some(prober)
                 }
                 Err(e) => {
                     log::warn!("health: TCP checks make full connections: no raw socket ({e})");
@@ -690,12 +690,10 @@ impl Runner {
             };
             let shared = self.shared.clone();
             let generation = self.generation;
-            let prober = self.prober.clone();
+            // Any kind but a TCP check the prober took: a TCP check here is one it declined
+            // (no IPv6 raw socket, every source port in use for the server), so it connects.
             tokio::spawn(async move {
-                let result = start
-                    .checker
-                    .run_with(start.target, start.timeout, prober.as_deref())
-                    .await;
+                let result = start.checker.run(start.target, start.timeout).await;
                 shared.record(generation, start.service, start.server, result);
                 drop(permit);
             });
