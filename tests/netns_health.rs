@@ -366,7 +366,7 @@ fn tcp_checks_connect() {
 #[ignore = "needs root and network namespaces: run by scripts/test"]
 fn tcp_checks_half_open_give_the_same_verdicts_unseen_by_the_server() {
     Netns::new().run(|| async {
-        let prober = Prober::open().expect("raw sockets (root)");
+        let prober = Prober::open(None).expect("raw sockets (root)");
         let tcp = Checker::Tcp;
         let half_open = |target| {
             let (tcp, prober) = (&tcp, &prober);

@@ -1,11 +1,13 @@
-//! The scheduler: one task runs every check of every real server from a heap of due times,
-//! each check starting at a random offset within its interval (so that thousands do not fire
-//! together) and then every interval. A check in flight is a small spawned task that records
-//! its result and ends; at most `MAX_IN_FLIGHT` run at once. The state lives behind one mutex,
+//! The scheduler: one task runs every check of every real server, each starting at a random
+//! offset within its interval (so that thousands do not fire together) and then every
+//! interval: a queue per interval holds the checks in the order they are due (a check due
+//! again an interval after it was keeps that order, so no heap is needed). A TCP check is a
+//! SYN of the half-open prober (`syn`), whose answers come back in batches; any other check
+//! in flight is a small spawned task that records its result and ends; at most
+//! `MAX_IN_FLIGHT` of those run at once. The state lives behind one mutex,
 //! shared with the daemon's reads (IPVS overrides, sorry servers, snapshots for `ctl`).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -16,7 +18,7 @@ use tokio::time::Instant;
 
 use super::checker::{half_open_result, CheckResult, Checker};
 use super::rules::{sorry_needed, Change, Event, Rules, ServerHealth};
-use super::syn::Prober;
+use super::syn::{Finished, Probe, Prober, Tag};
 use super::HealthError;
 use crate::config::model::{Check, Config, RealServer, VirtualServer};
 use crate::ipvs::{Override, Overrides};
@@ -38,11 +40,12 @@ pub struct Health {
 pub struct Runner {
     shared: Arc<Shared>,
     generation: u64,
-    heap: BinaryHeap<Reverse<Due>>,
+    queues: Vec<Queue>,
     random: Random,
     permits: Arc<Semaphore>,
     due: Vec<Due>,
     starts: Vec<Start>,
+    probes: Vec<Probe>,
     /// The half-open prober of the TCP checks, opened with the first of them; None where
     /// raw sockets are not allowed (TCP checks then connect).
     prober: Option<Prober>,
@@ -99,11 +102,57 @@ struct Server {
     running: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Due {
     at: Instant,
     service: u32,
     server: u32,
+}
+
+/// The checks of one interval, in the order they are due.
+struct Queue {
+    interval: Duration,
+    due: VecDeque<Due>,
+}
+
+impl Queue {
+    /// The checks due at `now` (into `due`), each due again an interval later: after the
+    /// last in the queue, which keeps it in order. A check a whole interval late is due again
+    /// an interval from now, after the others.
+    fn take_due(&mut self, now: Instant, due: &mut Vec<Due>) {
+        let first = due.len();
+        let mut late = 0;
+        while let Some(&check) = self.due.front() {
+            if check.at > now {
+                break;
+            }
+            self.due.pop_front();
+            due.push(check);
+            let next = later(check.at, self.interval);
+            if next > now {
+                self.due.push_back(Due { at: next, ..check });
+            } else {
+                late += 1;
+            }
+        }
+        if late > 0 {
+            let next = later(now, self.interval);
+            for check in &due[first..] {
+                if later(check.at, self.interval) <= now {
+                    self.due.push_back(Due { at: next, ..*check });
+                }
+            }
+        }
+    }
+}
+
+/// What the prober hands back with an answer: the configuration and the real server.
+fn tag(generation: u64, service: u32, server: u32) -> Tag {
+    (Tag::from(generation) << 64) | (Tag::from(service) << 32) | Tag::from(server)
+}
+
+fn untag(tag: Tag) -> (u64, u32, u32) {
+    ((tag >> 64) as u64, (tag >> 32) as u32, tag as u32)
 }
 
 struct Start {
@@ -158,11 +207,12 @@ impl Health {
         let runner = Runner {
             shared: shared.clone(),
             generation: 0,
-            heap: BinaryHeap::new(),
+            queues: Vec::new(),
             random: Random::seeded(),
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             due: Vec::new(),
             starts: Vec::new(),
+            probes: Vec::new(),
             prober: None,
             prober_tried: false,
             last_start: Instant::now(),
@@ -503,6 +553,31 @@ impl Shared {
     fn record(&self, generation: u64, service: u32, server: u32, result: CheckResult) {
         let now = self.now();
         let mut table = self.lock();
+        self.record_in(&mut table, now, generation, service, server, result);
+    }
+
+    /// Takes in the answers of half-open TCP checks.
+    fn record_half_open(&self, finished: Vec<Finished>) {
+        let now = self.now();
+        let mut table = self.lock();
+        for check in finished {
+            let (generation, service, server) = untag(check.tag);
+            let result =
+                half_open_result(check.answer, check.server, check.timeout, check.duration);
+            self.record_in(&mut table, now, generation, service, server, result);
+        }
+    }
+
+    /// `record` with the table locked, at `now` on the rules' clock.
+    fn record_in(
+        &self,
+        table: &mut Table,
+        now: Duration,
+        generation: u64,
+        service: u32,
+        server: u32,
+        result: CheckResult,
+    ) {
         if table.generation != generation {
             return;
         }
@@ -550,9 +625,11 @@ impl Runner {
             // starts them all (and their answers arrive together), instead of one per
             // check.
             let next = self
-                .heap
-                .peek()
-                .map(|Reverse(due)| due.at.max(later(self.last_start, START_TICK)));
+                .queues
+                .iter()
+                .filter_map(|queue| queue.due.front().map(|due| due.at))
+                .min()
+                .map(|at| at.max(later(self.last_start, START_TICK)));
             tokio::select! {
                 _ = self.shared.events.closed() => return,
                 _ = self.shared.changed.notified() => continue,
@@ -573,23 +650,39 @@ impl Runner {
             return;
         }
         self.generation = table.generation;
-        self.heap.clear();
+        self.queues.clear();
         let now = Instant::now();
         for (i, service) in table.services.iter().enumerate() {
             let Some(plan) = &service.plan else {
                 continue;
+            };
+            let queue = match self.queues.iter().position(|q| q.interval == plan.interval) {
+                Some(q) => q,
+                None => {
+                    self.queues.push(Queue {
+                        interval: plan.interval,
+                        due: VecDeque::new(),
+                    });
+                    self.queues.len() - 1
+                }
             };
             for j in 0..service.servers.len() {
                 let (Ok(service), Ok(server)) = (u32::try_from(i), u32::try_from(j)) else {
                     continue;
                 };
                 let at = later(now, self.random.below(plan.interval));
-                self.heap.push(Reverse(Due {
+                self.queues[queue].due.push_back(Due {
                     at,
                     service,
                     server,
-                }));
+                });
             }
+        }
+        for queue in &mut self.queues {
+            queue
+                .due
+                .make_contiguous()
+                .sort_unstable_by_key(|due| due.at);
         }
     }
 
@@ -599,12 +692,8 @@ impl Runner {
         let now = Instant::now();
         self.last_start = now;
         self.due.clear();
-        while let Some(Reverse(due)) = self.heap.peek() {
-            if due.at > now {
-                break;
-            }
-            self.due.push(due.to_owned());
-            self.heap.pop();
+        for queue in &mut self.queues {
+            queue.take_due(now, &mut self.due);
         }
         self.starts.clear();
         {
@@ -623,13 +712,6 @@ impl Runner {
                 let Some(server) = service.servers.get_mut(due.server as usize) else {
                     continue;
                 };
-                // Every interval from the first, unless the runner fell a whole interval
-                // behind: then from now.
-                let mut next = later(due.at, plan.interval);
-                if next <= now {
-                    next = later(now, plan.interval);
-                }
-                self.heap.push(Reverse(Due { at: next, ..*due }));
                 if server.running {
                     continue;
                 }
@@ -650,7 +732,9 @@ impl Runner {
                 .any(|s| matches!(*s.checker, Checker::Tcp))
         {
             self.prober_tried = true;
-            self.prober = match Prober::open() {
+            let shared = self.shared.clone();
+            let handler = Box::new(move |finished| shared.record_half_open(finished));
+            self.prober = match Prober::open(Some(handler)) {
                 Ok(prober) => {
                     log::info!(
                         "health: TCP checks are half-open: SYNs from a raw socket, source ports {:?}",
@@ -664,34 +748,52 @@ impl Runner {
                 }
             };
         }
-        for start in self.starts.drain(..) {
-            // A half-open TCP check is a SYN and an entry in the prober's table: no task,
-            // no socket, no permit (a server has one check in flight at most).
-            if let (Checker::Tcp, Some(prober)) = (&*start.checker, &self.prober) {
-                let shared = self.shared.clone();
-                let generation = self.generation;
-                let Start {
-                    target,
-                    timeout,
-                    service,
-                    server,
-                    ..
-                } = start;
-                let done = Box::new(move |answer, duration| {
-                    let result = half_open_result(answer, target, timeout, duration);
-                    shared.record(generation, service, server, result);
-                });
-                if prober.start(target, timeout, done) {
-                    continue;
+        // A half-open TCP check is a SYN and an entry in the prober's table: no task, no
+        // socket, no permit (a server has one check in flight at most).
+        if let Some(prober) = &self.prober {
+            let generation = self.generation;
+            self.probes.clear();
+            self.probes.extend(
+                self.starts
+                    .iter()
+                    .filter(|start| matches!(*start.checker, Checker::Tcp))
+                    .map(|start| Probe {
+                        server: start.target,
+                        timeout: start.timeout,
+                        tag: tag(generation, start.service, start.server),
+                    }),
+            );
+            if !self.probes.is_empty() {
+                let tcp = self
+                    .starts
+                    .iter()
+                    .find(|start| matches!(*start.checker, Checker::Tcp))
+                    .map(|start| start.checker.clone());
+                prober.start(&mut self.probes);
+                self.starts
+                    .retain(|start| !matches!(*start.checker, Checker::Tcp));
+                // What the prober declined (no IPv6 raw socket, every source port in use
+                // for the server) connects.
+                if let Some(tcp) = tcp {
+                    for probe in self.probes.drain(..) {
+                        let (_, service, server) = untag(probe.tag);
+                        self.starts.push(Start {
+                            checker: tcp.clone(),
+                            target: probe.server,
+                            timeout: probe.timeout,
+                            service,
+                            server,
+                        });
+                    }
                 }
             }
+        }
+        for start in self.starts.drain(..) {
             let Ok(permit) = self.permits.clone().acquire_owned().await else {
                 return false;
             };
             let shared = self.shared.clone();
             let generation = self.generation;
-            // Any kind but a TCP check the prober took: a TCP check here is one it declined
-            // (no IPv6 raw socket, every source port in use for the server), so it connects.
             tokio::spawn(async move {
                 let result = start.checker.run(start.target, start.timeout).await;
                 shared.record(generation, start.service, start.server, result);
@@ -802,6 +904,62 @@ real_servers = [ { name = "ns", address = "192.0.2.31" } ]
             .build()
             .expect("a runtime")
             .block_on(future)
+    }
+
+    #[test]
+    fn a_queue_keeps_its_checks_in_order_of_due_time() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        let interval = ms(100);
+        let mut queue = Queue {
+            interval,
+            due: [0, 10, 50, 90]
+                .iter()
+                .enumerate()
+                .map(|(i, &at)| Due {
+                    at: start + ms(at),
+                    service: 0,
+                    server: i as u32,
+                })
+                .collect(),
+        };
+        let mut due = Vec::new();
+        // On time: 0 and 10 are due again at 100 and 110, after 50 and 90.
+        queue.take_due(start + ms(20), &mut due);
+        assert_eq!(due.iter().map(|d| d.server).collect::<Vec<_>>(), [0, 1]);
+        let times = |queue: &Queue| -> Vec<u64> {
+            queue
+                .due
+                .iter()
+                .map(|d| (d.at - start).as_millis() as u64)
+                .collect()
+        };
+        assert_eq!(times(&queue), [50, 90, 100, 110]);
+        // 150 ms late: 50 is a whole interval late (due again at 270, from now), 90, 100 and
+        // 110 are not (190, 200, 210); the order holds.
+        due.clear();
+        queue.take_due(start + ms(170), &mut due);
+        assert_eq!(due.len(), 4);
+        assert_eq!(times(&queue), [190, 200, 210, 270]);
+        assert!(queue
+            .due
+            .iter()
+            .zip(queue.due.iter().skip(1))
+            .all(|(a, b)| a.at <= b.at));
+        // Nothing due.
+        due.clear();
+        queue.take_due(start + ms(180), &mut due);
+        assert!(due.is_empty());
+    }
+
+    #[test]
+    fn a_tag_gives_back_its_check() {
+        for (generation, service, server) in [(0, 0, 0), (7, 3, 9), (u64::MAX, u32::MAX, 1)] {
+            assert_eq!(
+                untag(tag(generation, service, server)),
+                (generation, service, server)
+            );
+        }
     }
 
     #[test]
@@ -961,13 +1119,14 @@ real_servers = [ { name = "ns", address = "192.0.2.31" } ]
 
     #[test]
     fn the_runner_checks_on_its_own_and_reports_changes() {
-        // Program checks need no network: /bin/false fails, /bin/true passes.
+        // Program checks need no network: /bin/false fails, /bin/true passes (in time even on
+        // a loaded machine: a timeout would be an event).
         let text = r#"
 [[virtual_servers]]
 name = "app"
 vip = "192.0.2.100"
 port = 80
-check = { interval = "50ms", timeout = "40ms", fall = 1, program = { path = "/bin/false" } }
+check = { interval = "200ms", timeout = "190ms", fall = 1, program = { path = "/bin/false" } }
 real_servers = [ { name = "a", address = "192.0.2.21" } ]
 "#;
         block_on(async {
@@ -984,7 +1143,7 @@ real_servers = [ { name = "a", address = "192.0.2.21" } ]
             );
             health.update(&config(&text.replace("/bin/false", "/bin/true")));
             // A new check: the server starts unknown, and its first success is no event.
-            let quiet = tokio::time::timeout(Duration::from_millis(300), events.recv()).await;
+            let quiet = tokio::time::timeout(Duration::from_millis(700), events.recv()).await;
             assert!(quiet.is_err(), "no event: {quiet:?}");
             let server = health.server("app", "a").expect("the server");
             assert_eq!(server.state, State::Up);

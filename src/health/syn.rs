@@ -22,8 +22,7 @@
 //!
 //! Without raw sockets (no CAP_NET_RAW) TCP checks make full connections (`Checker`).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::mem;
@@ -84,6 +83,8 @@ struct Inner {
     /// The sockets that hold `ports`.
     _reserved: Vec<OwnedFd>,
     state: Mutex<State>,
+    /// Who takes the answers of `start`'s checks; without one `start` declines every check.
+    handler: Option<Handler>,
     /// SYNs are queued.
     queued: Notify,
     /// A deadline earlier than the others came.
@@ -107,22 +108,60 @@ struct Pending {
 enum Done {
     /// A task in `check` (which times out on its own).
     Task(oneshot::Sender<Answer>),
-    /// A call from `start`, with how long the check took; the prober times it out.
-    Call(Callback),
+    /// A check of `start`, timed out by the prober: the handler takes its answer.
+    Call { tag: Tag, timeout: Duration },
 }
 
-/// What `start` calls with the answer and how long it took.
-pub type Callback = Box<dyn FnOnce(Answer, Duration) + Send>;
+/// The caller's: given to `start` with a check, handed back with its answer.
+pub type Tag = u128;
+
+/// A check for `start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub server: SocketAddr,
+    pub timeout: Duration,
+    pub tag: Tag,
+}
+
+/// A check of `start` that ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    pub tag: Tag,
+    pub server: SocketAddr,
+    pub timeout: Duration,
+    pub answer: Answer,
+    /// From the SYN's queueing to its answer (or to the end of its time).
+    pub duration: Duration,
+}
+
+/// Takes the checks of `start` that ended, as many at a time as ended together; called from
+/// the prober's task, or from `start` for a SYN that cannot be sent. It must not call the
+/// prober back.
+pub type Handler = Box<dyn Fn(Vec<Finished>) + Send + Sync>;
 
 impl Pending {
-    fn finish(self, answer: Answer) {
+    /// Hands the answer to a waiting task, or adds it to `finished` (for the handler).
+    fn finish(self, key: Key, answer: Answer, now: Instant, finished: &mut Vec<Finished>) {
         match self.done {
             Done::Task(sender) => {
                 let _ = sender.send(answer);
             }
-            Done::Call(call) => call(answer, self.started.elapsed()),
+            Done::Call { tag, timeout } => finished.push(Finished {
+                tag,
+                server: key.server,
+                timeout,
+                answer,
+                duration: now.saturating_duration_since(self.started),
+            }),
         }
     }
+}
+
+/// The checks of `start` with one timeout: they time out in the order they were sent.
+struct Deadlines {
+    timeout: Duration,
+    /// When each times out, with its key and sequence (answered ones are skipped).
+    queue: VecDeque<(Instant, Key, u32)>,
 }
 
 /// A SYN to send: IPv4 with its IP header (the socket has IP_HDRINCL), IPv6 without.
@@ -181,14 +220,15 @@ struct State {
     next_port: usize,
     random: u64,
     sources: QuickMap<Ipv4Addr, (Ipv4Addr, Instant)>,
-    /// When the SYNs of `start` time out, earliest first (answered ones are skipped).
-    deadlines: BinaryHeap<Reverse<(Instant, Key, u32)>>,
+    /// When the SYNs of `start` time out, one queue per timeout (a handful).
+    deadlines: Vec<Deadlines>,
 }
 
 impl Prober {
     /// The raw sockets and the reserved ports, and the task that sends and receives (spawned
-    /// on the current runtime); an error where raw sockets are not allowed.
-    pub fn open() -> io::Result<Prober> {
+    /// on the current runtime); an error where raw sockets are not allowed. Without a
+    /// `handler` only `check` works.
+    pub fn open(handler: Option<Handler>) -> io::Result<Prober> {
         let mut reserved = Vec::with_capacity(PORTS);
         let mut ports = Vec::with_capacity(PORTS);
         for _ in 0..PORTS {
@@ -213,8 +253,9 @@ impl Prober {
                 next_port: 0,
                 random: seed(),
                 sources: QuickMap::default(),
-                deadlines: BinaryHeap::new(),
+                deadlines: Vec::new(),
             }),
+            handler,
             queued: Notify::new(),
             deadline: Notify::new(),
             closed: AtomicBool::new(false),
@@ -230,7 +271,7 @@ impl Prober {
 
     /// Whether SYNs can go to `server` (false: an IPv6 server without IPv6 raw sockets).
     pub fn reaches(&self, server: SocketAddr) -> bool {
-        server.is_ipv4() || self.inner.v6.is_some()
+        self.inner.reaches(server)
     }
 
     /// Sends a SYN to `server` and waits for its answer: for ever, unless the caller gives up
@@ -238,10 +279,28 @@ impl Prober {
     /// (more checks of it in flight than ports): the caller connects instead.
     pub async fn check(&self, server: SocketAddr) -> Option<Answer> {
         let (answer, answered) = oneshot::channel();
-        let (key, sequence) = match self.inner.submit(server, Done::Task(answer), None) {
-            Ok(Some(sent)) => sent,
-            Ok(None) => return None,
-            Err(why) => return Some(Answer::NotSent(why)),
+        let (key, sequence) = {
+            let mut state = self.inner.lock();
+            let was_empty = state.queue.is_empty();
+            let now = Instant::now();
+            let queued = match self.inner.queue_syn(&mut state, server, now) {
+                Ok(Some(queued)) => queued,
+                Ok(None) => return None,
+                Err(why) => return Some(Answer::NotSent(why)),
+            };
+            state.pending.insert(
+                queued.0,
+                Pending {
+                    sequence: queued.1,
+                    started: now,
+                    done: Done::Task(answer),
+                },
+            );
+            drop(state);
+            if was_empty {
+                self.inner.queued.notify_one();
+            }
+            queued
         };
         let forget = Forget {
             inner: &self.inner,
@@ -254,19 +313,68 @@ impl Prober {
         Some(answer.unwrap_or_else(|_| Answer::NotSent("the prober stopped".into())))
     }
 
-    /// Sends a SYN to `server` and calls `done` with its answer, or with `TimedOut` after
-    /// `timeout` (give or take `TICK`): no task, no timer of its own. False (and `done`
-    /// dropped uncalled) when the prober cannot check `server` now: an IPv6 server without
-    /// IPv6, or every source port in use for it.
-    pub fn start(&self, server: SocketAddr, timeout: Duration, done: Callback) -> bool {
-        if !self.reaches(server) {
-            return false;
+    /// Sends a SYN for each of `probes`; the handler takes each answer, or `TimedOut` after
+    /// the probe's timeout (give or take `TICK`): no task, no timer of its own. What the
+    /// prober cannot check now stays in `probes` (an IPv6 server without IPv6, every source
+    /// port in use for the server, no handler); the rest are taken out.
+    pub fn start(&self, probes: &mut Vec<Probe>) {
+        let Some(handler) = &self.inner.handler else {
+            return;
+        };
+        let mut unsendable = Vec::new();
+        let (queued, earlier) = {
+            let mut state = self.inner.lock();
+            let was_empty = state.queue.is_empty();
+            let earliest = state.next_deadline();
+            let now = Instant::now();
+            probes.retain(|probe| {
+                if !self.inner.reaches(probe.server) {
+                    return true;
+                }
+                match self.inner.queue_syn(&mut state, probe.server, now) {
+                    Ok(Some((key, sequence))) => {
+                        state.pending.insert(
+                            key,
+                            Pending {
+                                sequence,
+                                started: now,
+                                done: Done::Call {
+                                    tag: probe.tag,
+                                    timeout: probe.timeout,
+                                },
+                            },
+                        );
+                        state.time_out(probe.timeout, now, key, sequence);
+                        false
+                    }
+                    Ok(None) => true,
+                    Err(why) => {
+                        unsendable.push(Finished {
+                            tag: probe.tag,
+                            server: probe.server,
+                            timeout: probe.timeout,
+                            answer: Answer::NotSent(why),
+                            duration: now.elapsed(),
+                        });
+                        false
+                    }
+                }
+            });
+            let earlier = match (earliest, state.next_deadline()) {
+                (Some(before), Some(now)) => now < before,
+                (None, next) => next.is_some(),
+                (Some(_), None) => false,
+            };
+            (was_empty && !state.queue.is_empty(), earlier)
+        };
+        if queued {
+            self.inner.queued.notify_one();
         }
-        match self.inner.submit(server, Done::Call(done), Some(timeout)) {
-            Ok(Some(_)) => true,
-            Ok(None) => false,
-            // `submit` has called `done`.
-            Err(_) => true,
+        if earlier {
+            self.inner.deadline.notify_one();
+        }
+        if !unsendable.is_empty() {
+            handler(unsendable);
         }
     }
 }
@@ -307,34 +415,27 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a SYN to `server` for `done`, timed out by the prober after `timeout` if given:
-    /// its key and sequence number, None when every port is in use for it (`done` dropped), or why it cannot be
-    /// sent (a `Done::Call` is called with that).
-    fn submit(
+    /// Whether SYNs can go to `server` (false: an IPv6 server without IPv6 raw sockets).
+    fn reaches(&self, server: SocketAddr) -> bool {
+        server.is_ipv4() || self.v6.is_some()
+    }
+
+    /// Queues a SYN to `server`: its key and sequence number (the caller adds what waits for
+    /// it to `pending`); None when every port is in use for it; or why it cannot be sent.
+    fn queue_syn(
         &self,
+        state: &mut State,
         server: SocketAddr,
-        done: Done,
-        timeout: Option<Duration>,
+        now: Instant,
     ) -> Result<Option<(Key, u32)>, String> {
-        let mut state = self.lock();
         let Some(port) = state.free_port(server, &self.ports) else {
             return Ok(None);
         };
         let sequence = state.next_random() as u32;
-        let started = Instant::now();
         let mut bytes = [0u8; IPV4_BYTES + SYN_BYTES];
         let len = match server {
             SocketAddr::V4(to) => {
-                let from = match state.source(to) {
-                    Ok(from) => from,
-                    Err(why) => {
-                        drop(state);
-                        if let Done::Call(call) = done {
-                            call(Answer::NotSent(why.clone()), started.elapsed());
-                        }
-                        return Err(why);
-                    }
-                };
+                let from = state.source(to, now)?;
                 let mut segment = syn_segment(port, to.port(), sequence);
                 let sum = checksum_v4(from, *to.ip(), &segment);
                 segment[16..18].copy_from_slice(&sum.to_be_bytes());
@@ -348,71 +449,53 @@ impl Inner {
                 SYN_BYTES
             }
         };
-        let key = Key { server, port };
-        state.pending.insert(
-            key,
-            Pending {
-                sequence,
-                started,
-                done,
-            },
-        );
-        if let Some(timeout) = timeout {
-            let first = state
-                .deadlines
-                .peek()
-                .is_none_or(|Reverse((at, ..))| started + timeout < *at);
-            state
-                .deadlines
-                .push(Reverse((started + timeout, key, sequence)));
-            if first {
-                self.deadline.notify_one();
-            }
-        }
-        let first = state.queue.is_empty();
         state.queue.push(Syn {
             to: server,
             port,
             bytes,
             len,
         });
-        drop(state);
-        if first {
-            self.queued.notify_one();
+        Ok(Some((Key { server, port }, sequence)))
+    }
+
+    /// Gives the handler what ended, if anything did.
+    fn deliver(&self, finished: Vec<Finished>) {
+        if let (Some(handler), false) = (&self.handler, finished.is_empty()) {
+            handler(finished);
         }
-        Ok(Some((key, sequence)))
     }
 
     /// Ends the checks of `start` whose time is up (`now`): `TimedOut`, and the source of
-    /// their route asked again next time. When the next one is due.
+    /// their route asked again next time. When the next check still waiting is due.
     fn expire(&self, now: Instant) -> Option<Instant> {
-        let mut expired = Vec::new();
+        let mut finished = Vec::new();
         let next = {
             let mut state = self.lock();
-            while let Some(Reverse((at, key, sequence))) = state.deadlines.peek().copied() {
-                if at > now {
-                    break;
-                }
-                state.deadlines.pop();
-                if state
-                    .pending
-                    .get(&key)
-                    .is_some_and(|p| p.sequence == sequence)
-                {
-                    if let Some(pending) = state.pending.remove(&key) {
+            let state = &mut *state;
+            for deadlines in &mut state.deadlines {
+                // Answered checks go too, up to the first still waiting: the timer is set
+                // for that one, not for a check that has ended.
+                while let Some(&(at, key, sequence)) = deadlines.queue.front() {
+                    let ours = state
+                        .pending
+                        .get(&key)
+                        .is_some_and(|p| p.sequence == sequence);
+                    if ours && at > now {
+                        break;
+                    }
+                    deadlines.queue.pop_front();
+                    if let Some(pending) = ours.then(|| state.pending.remove(&key)).flatten() {
                         if let IpAddr::V4(server) = key.server.ip() {
                             state.sources.remove(&server);
                         }
-                        expired.push(pending);
+                        pending.finish(key, Answer::TimedOut, now, &mut finished);
                     }
                 }
             }
-            state.deadlines.peek().map(|Reverse((at, ..))| *at)
+            state.next_deadline()
         };
-        // Called without the lock: a callback may start the next check.
-        for pending in expired {
-            pending.finish(Answer::TimedOut);
-        }
+        // Without the lock: the handler may start the next checks.
+        self.deliver(finished);
         next
     }
 
@@ -539,26 +622,38 @@ impl Inner {
 
     /// Answers the checks of `syns` that they were not sent: `why`.
     fn refuse(&self, syns: &[Syn], why: String) {
-        let refused: Vec<Pending> = {
+        let now = Instant::now();
+        let mut finished = Vec::new();
+        let mut tasks = Vec::new();
+        {
             let mut state = self.lock();
-            syns.iter()
-                .filter_map(|syn| {
-                    state.pending.remove(&Key {
-                        server: syn.to,
-                        port: syn.port,
-                    })
-                })
-                .collect()
-        };
-        for pending in refused {
-            pending.finish(Answer::NotSent(why.clone()));
+            for syn in syns {
+                let key = Key {
+                    server: syn.to,
+                    port: syn.port,
+                };
+                if let Some(pending) = state.pending.remove(&key) {
+                    match pending.done {
+                        Done::Task(sender) => tasks.push(sender),
+                        Done::Call { .. } => {
+                            pending.finish(key, Answer::NotSent(why.clone()), now, &mut finished)
+                        }
+                    }
+                }
+            }
         }
+        for sender in tasks {
+            let _ = sender.send(Answer::NotSent(why.clone()));
+        }
+        self.deliver(finished);
     }
 
     /// Matches answers (server, our port, acknowledgment, flags) against the SYNs waiting
     /// for one.
     fn answered(&self, answers: &[(SocketAddr, u16, u32, u8)]) {
-        let mut matched = Vec::with_capacity(answers.len());
+        let now = Instant::now();
+        let mut finished = Vec::with_capacity(answers.len());
+        let mut tasks = Vec::new();
         {
             let mut state = self.lock();
             for &(server, port, acknowledged, flags) in answers {
@@ -577,17 +672,19 @@ impl Inner {
                     .pending
                     .get(&key)
                     .is_some_and(|p| p.sequence.wrapping_add(1) == acknowledged);
-                if matches {
-                    if let Some(pending) = state.pending.remove(&key) {
-                        matched.push((pending, answer));
+                if let Some(pending) = matches.then(|| state.pending.remove(&key)).flatten() {
+                    match pending.done {
+                        Done::Task(sender) => tasks.push((sender, answer)),
+                        Done::Call { .. } => pending.finish(key, answer, now, &mut finished),
                     }
                 }
             }
         }
-        // Called without the lock: a callback may start the next check.
-        for (pending, answer) in matched {
-            pending.finish(answer);
+        // Without the lock: a task or the handler may start the next check.
+        for (sender, answer) in tasks {
+            let _ = sender.send(answer);
         }
+        self.deliver(finished);
     }
 }
 
@@ -613,9 +710,35 @@ impl State {
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    /// The source address of the route to `to`, as the kernel picks it.
-    fn source(&mut self, to: SocketAddrV4) -> Result<Ipv4Addr, String> {
-        let now = Instant::now();
+    /// When the first check of `start` times out.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines
+            .iter()
+            .filter_map(|d| d.queue.front().map(|(at, ..)| *at))
+            .min()
+    }
+
+    /// Times out the SYN `key`, `sequence` sent `now` after `timeout`.
+    fn time_out(&mut self, timeout: Duration, now: Instant, key: Key, sequence: u32) {
+        let at = now + timeout;
+        let deadlines = match self.deadlines.iter().position(|d| d.timeout == timeout) {
+            Some(i) => &mut self.deadlines[i],
+            None => {
+                // The queues of timeouts no longer used go with the next new one.
+                self.deadlines.retain(|d| !d.queue.is_empty());
+                self.deadlines.push(Deadlines {
+                    timeout,
+                    queue: VecDeque::new(),
+                });
+                let last = self.deadlines.len() - 1;
+                &mut self.deadlines[last]
+            }
+        };
+        deadlines.queue.push_back((at, key, sequence));
+    }
+
+    /// The source address of the route to `to`, as the kernel picks it (`now`: the time).
+    fn source(&mut self, to: SocketAddrV4, now: Instant) -> Result<Ipv4Addr, String> {
         if let Some((from, since)) = self.sources.get(to.ip()) {
             if now.duration_since(*since) < SOURCE_FRESH {
                 return Ok(*from);
