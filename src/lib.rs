@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod daemon;
+pub mod ha;
 pub mod health;
 pub mod init;
 pub mod ipvs;

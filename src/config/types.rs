@@ -21,6 +21,10 @@ impl Span {
     pub fn as_millis(self) -> u64 {
         self.millis
     }
+
+    pub fn as_duration(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.millis)
+    }
 }
 
 impl fmt::Display for Span {
