@@ -15,6 +15,9 @@ use super::{from_toml, to_toml, validate, Config, Problem, Rejected};
 const CURRENT: &[u8] = b"current";
 /// The text of the last provisioning file imported, to import each file only once.
 const PROVISIONED: &[u8] = b"provisioned";
+/// The pair's heartbeat: this node's id, and how many times the daemon has started.
+const NODE_ID: &[u8] = b"node-id";
+const INCARNATION: &[u8] = b"incarnation";
 
 /// One stored revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,6 +154,44 @@ impl Store {
             revisions,
             meta,
         })
+    }
+
+    /// This node's id in the pair: random, made once and kept.
+    pub fn node_id(&self) -> Result<u64, StoreError> {
+        if let Some(id) = self.meta.get(NODE_ID)? {
+            return Ok(decode_number(&id));
+        }
+        let mut bytes = [0u8; 8];
+        // Without the system's random source: the time, which differs between two boxes too.
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+            bytes = crate::sys::clock::since_boot().as_nanos().to_le_bytes()[..8]
+                .try_into()
+                .unwrap_or_default();
+        }
+        let id = u64::from_be_bytes(bytes).max(1);
+        match self.meta.compare_and_swap(
+            NODE_ID,
+            None as Option<&[u8]>,
+            Some(&id.to_be_bytes()[..]),
+        )? {
+            Ok(()) => {
+                self.db.flush()?;
+                Ok(id)
+            }
+            // Another caller made one first.
+            Err(current) => Ok(current.current.map_or(id, |v| decode_number(&v))),
+        }
+    }
+
+    /// Raises and returns the heartbeat's incarnation: higher at every start, on disk before
+    /// the first beat carries it (a peer refuses beats of an older incarnation).
+    pub fn next_incarnation(&self) -> Result<u64, StoreError> {
+        let next = self.meta.update_and_fetch(INCARNATION, |old| {
+            let n = old.map_or(0, decode_number).saturating_add(1);
+            Some(n.to_be_bytes().to_vec())
+        })?;
+        self.db.flush()?;
+        Ok(next.map_or(1, |v| decode_number(&v)))
     }
 
     /// The number of the current revision, if any was stored.

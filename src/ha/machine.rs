@@ -991,7 +991,8 @@ mod tests {
         let mut lab = pair();
         lab.cut = [true, true];
         lab.run_for(Duration::from_secs(1));
-        // The documented cost of `ping_nodes_decide` without ping nodes: a split.
+        // `ping_nodes_decide` without ping nodes (validation refuses it, for this reason):
+        // a split, healed when the link returns.
         assert_eq!(lab.roles(), (Role::Active, Role::Active));
         lab.cut = [false, false];
         lab.run_for(100 * MS);

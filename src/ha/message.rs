@@ -301,6 +301,11 @@ impl Receiver {
         Ok(message)
     }
 
+    /// Counts a refusal made before a message could be read (a bad serial frame).
+    pub fn count(&mut self, why: Rejected) {
+        self.rejected[why.index()] += 1;
+    }
+
     /// Messages refused for `why`.
     pub fn rejected(&self, why: Rejected) -> u64 {
         self.rejected[why.index()]

@@ -14,3 +14,4 @@ pub mod rtnl;
 pub mod signals;
 pub mod sysctl;
 pub mod tty;
+pub mod watchdog;

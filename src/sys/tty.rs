@@ -40,3 +40,25 @@ pub fn configure_serial(path: &Path, baud: BaudRate) -> io::Result<()> {
     termios::tcsetattr(&tty, SetArg::TCSANOW, &settings)?;
     Ok(())
 }
+
+/// Opens `path` as a raw line at `baud` 8N1 for a protocol (no echo, no line editing, no
+/// signals, no translation of bytes; modem lines ignored), non-blocking.
+pub fn open_raw(path: &Path, baud: BaudRate) -> io::Result<std::fs::File> {
+    let tty = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let mut settings = termios::tcgetattr(&tty)?;
+    termios::cfmakeraw(&mut settings);
+    termios::cfsetspeed(&mut settings, baud)?;
+    settings.control_flags &= !(ControlFlags::CSTOPB | ControlFlags::CRTSCTS);
+    settings.control_flags |= ControlFlags::CREAD | ControlFlags::CLOCAL;
+    // Non-blocking reads then fail with EAGAIN when nothing is there, and 0 is a hang-up.
+    settings.control_chars[termios::SpecialCharacterIndices::VMIN as usize] = 1;
+    settings.control_chars[termios::SpecialCharacterIndices::VTIME as usize] = 0;
+    termios::tcsetattr(&tty, SetArg::TCSANOW, &settings)?;
+    // What arrived before the line was set up is noise.
+    termios::tcflush(&tty, termios::FlushArg::TCIOFLUSH)?;
+    Ok(tty)
+}

@@ -54,6 +54,26 @@ fn an_empty_store_has_no_current_revision() {
 }
 
 #[test]
+fn the_node_id_stays_and_the_incarnation_rises_across_reopening() {
+    let dir = Scratch::new("pair-identity");
+    let (id, first) = {
+        let store = Store::open(dir.path()).unwrap();
+        let id = store.node_id().unwrap();
+        assert_ne!(id, 0);
+        assert_eq!(store.node_id().unwrap(), id);
+        let first = store.next_incarnation().unwrap();
+        assert_eq!(store.next_incarnation().unwrap(), first + 1);
+        (id, first + 1)
+    };
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.node_id().unwrap(), id);
+    assert_eq!(store.next_incarnation().unwrap(), first + 1);
+    // Another store (another box) has another id.
+    let other = Scratch::new("pair-identity-other");
+    assert_ne!(Store::open(other.path()).unwrap().node_id().unwrap(), id);
+}
+
+#[test]
 fn commits_are_numbered_and_survive_reopening() {
     let dir = Scratch::new("numbered");
     {

@@ -1,0 +1,480 @@
+//! The pair's executor: one task feeds the state machine with what the channels bring, the
+//! passing of time and the operator's commands, and performs its actions: beats out on every
+//! channel, takeover and release through `Effects`, log lines. It pets the watchdog only from
+//! this loop: a daemon that hangs, or a runtime that stalls, stops petting and the box resets.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use log::{error, info, warn};
+use tokio::io::unix::AsyncFd;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::machine::{Action, Beat, Channel, Fitness, Input, Intent, Machine, Role, Transition};
+use super::message::{encode, frame, Deframer, Envelope, Key, Receiver, Rejected, MAX_MESSAGE};
+use crate::sys::watchdog::Watchdog;
+
+/// What taking over and releasing do (the daemon: VIPs, announcements, the sync daemon).
+pub trait Effects: Send {
+    fn take_over(&mut self) -> Result<(), String>;
+    fn release(&mut self) -> Result<(), String>;
+}
+
+/// What the operator and the daemon tell the pair.
+#[derive(Debug)]
+pub enum Command {
+    Takeover,
+    Release,
+    Fitness(Fitness),
+    Revision(u64),
+    /// Hand over and stop; answered when done.
+    Shutdown(oneshot::Sender<()>),
+    Status(oneshot::Sender<Status>),
+}
+
+/// The pair as `ctl status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub node: u64,
+    pub incarnation: u64,
+    pub role: Role,
+    /// How long the role has held.
+    pub for_: Duration,
+    pub intent: Intent,
+    pub peer: Option<Beat>,
+    pub peer_alive: bool,
+    /// Per configured channel: how long ago it last brought a beat.
+    pub heard: Vec<(Channel, Option<Duration>)>,
+    pub accepted: u64,
+    pub rejected: Vec<(Rejected, u64)>,
+    pub history: Vec<Transition>,
+    /// Beats sent, and sends that failed (per channel).
+    pub sent: u64,
+    pub send_failures: Vec<(Channel, u64)>,
+}
+
+/// The UDP channel.
+pub struct Udp {
+    pub socket: UdpSocket,
+    /// Where beats go: the peer, or a broadcast or multicast group.
+    pub to: SocketAddr,
+}
+
+impl Udp {
+    /// A socket on `port`, bound to `interface` when given (root), sending to `to`.
+    pub fn open(port: u16, interface: Option<&str>, to: SocketAddr) -> io::Result<Udp> {
+        let any: IpAddr = if to.is_ipv4() {
+            Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            Ipv6Addr::UNSPECIFIED.into()
+        };
+        let socket = std::net::UdpSocket::bind(SocketAddr::new(any, port))?;
+        socket.set_nonblocking(true)?;
+        if let Some(interface) = interface {
+            bind_to_device(&socket, interface)?;
+        }
+        match to.ip() {
+            IpAddr::V4(group) if group.is_multicast() => {
+                socket.join_multicast_v4(&group, &Ipv4Addr::UNSPECIFIED)?;
+                socket.set_multicast_loop_v4(false)?;
+            }
+            IpAddr::V4(addr) if addr.is_broadcast() => socket.set_broadcast(true)?,
+            IpAddr::V6(group) if group.is_multicast() => {
+                socket.join_multicast_v6(&group, 0)?;
+                socket.set_multicast_loop_v6(false)?;
+            }
+            _ => {}
+        }
+        Ok(Udp {
+            socket: UdpSocket::from_std(socket)?,
+            to,
+        })
+    }
+}
+
+/// The serial channel.
+pub struct Serial {
+    line: AsyncFd<File>,
+    deframer: Deframer,
+}
+
+impl Serial {
+    /// `path` as a raw line at `baud`.
+    pub fn open(path: &Path, baud: u32) -> io::Result<Serial> {
+        let rate = crate::sys::tty::baud_rate(baud).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("no baud rate {baud}"))
+        })?;
+        Serial::from_file(crate::sys::tty::open_raw(path, rate)?)
+    }
+
+    /// A line already open and set up (non-blocking).
+    pub fn from_file(file: File) -> io::Result<Serial> {
+        Ok(Serial {
+            // SAFETY: a File names one open descriptor for as long as it lives, and the
+            // AsyncFd owns it.
+            line: unsafe { AsyncFd::register(file) }?,
+            deframer: Deframer::new(),
+        })
+    }
+}
+
+/// The pair's settings for the executor.
+pub struct Setup {
+    pub machine: Machine,
+    pub key: Key,
+    pub incarnation: u64,
+    pub udp: Option<Udp>,
+    pub serial: Option<Serial>,
+    pub effects: Box<dyn Effects>,
+    pub watchdog: Option<Box<dyn Watchdog>>,
+}
+
+/// The executor's handle.
+#[derive(Clone)]
+pub struct Handle {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Handle {
+    /// False when the pair has stopped.
+    pub fn send(&self, command: Command) -> bool {
+        self.commands.send(command).is_ok()
+    }
+
+    /// The pair as it is; None when it has stopped.
+    pub async fn status(&self) -> Option<Status> {
+        let (answer, status) = oneshot::channel();
+        if !self.send(Command::Status(answer)) {
+            return None;
+        }
+        status.await.ok()
+    }
+
+    /// Hands over (when active) and stops the pair.
+    pub async fn shut_down(&self) {
+        let (done, stopped) = oneshot::channel();
+        if self.send(Command::Shutdown(done)) {
+            let _ = stopped.await;
+        }
+    }
+}
+
+/// Starts the pair on the current runtime.
+pub fn spawn(setup: Setup) -> Handle {
+    let (commands, receiver) = mpsc::unbounded_channel();
+    tokio::spawn(Runner::new(setup, receiver).run());
+    Handle { commands }
+}
+
+struct Runner {
+    machine: Machine,
+    key: Key,
+    incarnation: u64,
+    sequence: u64,
+    receiver: Receiver,
+    udp: Option<Udp>,
+    serial: Option<Serial>,
+    effects: Box<dyn Effects>,
+    watchdog: Option<Box<dyn Watchdog>>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    /// Time zero of the machine's clock.
+    epoch: Instant,
+    last_pet: Instant,
+    sent: u64,
+    send_failures: [u64; 2],
+    /// Rejections already logged, per reason (the rest are counted).
+    logged: [bool; 6],
+}
+
+impl Runner {
+    fn new(setup: Setup, commands: mpsc::UnboundedReceiver<Command>) -> Runner {
+        // The machine's clock starts where the machine was made (its `now` at creation).
+        let epoch = Instant::now() - setup.machine.since();
+        Runner {
+            machine: setup.machine,
+            key: setup.key,
+            incarnation: setup.incarnation,
+            sequence: 0,
+            receiver: Receiver::new(),
+            udp: setup.udp,
+            serial: setup.serial,
+            effects: setup.effects,
+            watchdog: setup.watchdog,
+            commands,
+            epoch,
+            last_pet: Instant::now(),
+            sent: 0,
+            send_failures: [0; 2],
+            logged: [false; 6],
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// How often the watchdog is petted: a quarter of its timeout, and never less often
+    /// than the heartbeat.
+    fn pet_every(&self) -> Option<Duration> {
+        let watchdog = self.watchdog.as_ref()?;
+        Some((watchdog.timeout() / 4).min(self.machine.settings().keepalive))
+    }
+
+    async fn run(mut self) {
+        if let Some(watchdog) = &self.watchdog {
+            info!(
+                "pair: watchdog running, timeout {} s",
+                watchdog.timeout().as_secs()
+            );
+        }
+        let mut datagram = [0u8; MAX_MESSAGE + 1];
+        let mut bytes = [0u8; 512];
+        loop {
+            let mut wake = self.epoch + self.machine.next_wakeup();
+            if let Some(every) = self.pet_every() {
+                wake = wake.min(self.last_pet + every);
+            }
+            let udp = async {
+                match &self.udp {
+                    Some(udp) => udp.socket.recv_from(&mut datagram).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let serial = async {
+                match &self.serial {
+                    Some(serial) => match serial.line.readable().await {
+                        Ok(mut ready) => {
+                            // A read of 0 bytes is the end of the line (a hang-up); a line
+                            // that fails is given up (the heartbeat goes on over udp).
+                            match ready.try_io(|line| line.get_ref().read(&mut bytes)) {
+                                Ok(Ok(0)) => Err(io::Error::new(
+                                    io::ErrorKind::UnexpectedEof,
+                                    "the line hung up",
+                                )),
+                                Ok(result) => result,
+                                Err(_would_block) => Ok(0),
+                            }
+                        }
+                        Err(e) => Err(e),
+                    },
+                    None => std::future::pending().await,
+                }
+            };
+            enum Event {
+                Tick,
+                Datagram(io::Result<(usize, SocketAddr)>),
+                Serial(io::Result<usize>),
+                Command(Option<Command>),
+            }
+            let event = tokio::select! {
+                _ = tokio::time::sleep_until(wake) => Event::Tick,
+                received = udp => Event::Datagram(received),
+                read = serial => Event::Serial(read),
+                command = self.commands.recv() => Event::Command(command),
+            };
+            match event {
+                Event::Tick => self.step(Input::Tick),
+                Event::Datagram(Ok((len, from))) => {
+                    self.heard(Channel::Udp, &datagram[..len], &from.to_string());
+                }
+                Event::Datagram(Err(e)) => warn!("pair: receiving on udp: {e}"),
+                Event::Serial(Ok(n)) => {
+                    for &byte in &bytes[..n] {
+                        let Some(serial) = &mut self.serial else {
+                            break;
+                        };
+                        match serial.deframer.push(byte) {
+                            Some(Ok(message)) => self.heard(Channel::Serial, &message, "serial"),
+                            Some(Err(why)) => {
+                                self.receiver.count(why);
+                                self.rejected(why, "serial");
+                            }
+                            None => {}
+                        }
+                    }
+                }
+                Event::Serial(Err(e)) => {
+                    error!("pair: the serial line failed, heartbeat on udp only: {e}");
+                    self.serial = None;
+                }
+                Event::Command(None) => return,
+                Event::Command(Some(command)) => {
+                    if self.command(command) {
+                        return;
+                    }
+                }
+            }
+            self.pet();
+        }
+    }
+
+    /// Performs `command`; true when the pair has stopped.
+    fn command(&mut self, command: Command) -> bool {
+        match command {
+            Command::Takeover => self.step(Input::Takeover),
+            Command::Release => self.step(Input::Release),
+            Command::Fitness(fitness) => self.step(Input::Fitness(fitness)),
+            Command::Revision(revision) => self.step(Input::Revision(revision)),
+            Command::Status(answer) => {
+                let _ = answer.send(self.status());
+            }
+            Command::Shutdown(done) => {
+                self.step(Input::Shutdown);
+                if let Some(watchdog) = self.watchdog.take() {
+                    match watchdog.stop() {
+                        Ok(()) => info!("pair: watchdog stopped"),
+                        Err(e) => warn!("pair: stopping the watchdog: {e} (it will reset the box)"),
+                    }
+                }
+                let _ = done.send(());
+                return true;
+            }
+        }
+        false
+    }
+
+    fn heard(&mut self, channel: Channel, message: &[u8], from: &str) {
+        let now = self.now();
+        let max_delay = self.machine.settings().deadtime;
+        match self
+            .receiver
+            .accept(&self.key, channel, message, millis(now), max_delay)
+        {
+            Ok(Envelope { beat, .. }) => self.step(Input::Heard { channel, beat }),
+            Err(why) => self.rejected(why, from),
+        }
+    }
+
+    /// Logs the first refusal of each kind; `ctl status` counts them all.
+    fn rejected(&mut self, why: Rejected, from: &str) {
+        let i = Rejected::ALL.iter().position(|r| *r == why).unwrap_or(0);
+        if !self.logged[i] {
+            self.logged[i] = true;
+            warn!("pair: refused a heartbeat from {from}: {why} (further ones are counted in ctl status)");
+        }
+    }
+
+    fn step(&mut self, input: Input) {
+        let now = self.now();
+        let actions = self.machine.step(input, now);
+        for action in actions {
+            match action {
+                Action::Send => self.send(now),
+                Action::TakeOver => {
+                    if let Err(e) = self.effects.take_over() {
+                        error!("pair: takeover: {e}");
+                    }
+                }
+                Action::Release => {
+                    if let Err(e) = self.effects.release() {
+                        error!("pair: release: {e}");
+                    }
+                }
+                Action::Warn(text) => warn!("{text}"),
+                Action::Info(text) => info!("{text}"),
+            }
+        }
+    }
+
+    /// This node's beat on every channel, without waiting: a full buffer loses the beat
+    /// (the next one follows a keepalive later).
+    fn send(&mut self, now: Duration) {
+        self.sequence += 1;
+        let message = encode(
+            &self.key,
+            &Envelope {
+                incarnation: self.incarnation,
+                sequence: self.sequence,
+                sent_ms: millis(now),
+                beat: self.machine.beat(),
+            },
+        );
+        self.sent += 1;
+        if let Some(udp) = &self.udp {
+            if udp.socket.try_send_to(&message, udp.to).is_err() {
+                self.send_failures[0] += 1;
+            }
+        }
+        if let Some(serial) = &self.serial {
+            let framed = frame(&message);
+            let written = serial.line.get_ref().write(&framed);
+            if !matches!(written, Ok(n) if n == framed.len()) {
+                self.send_failures[1] += 1;
+            }
+        }
+    }
+
+    fn pet(&mut self) {
+        let Some(every) = self.pet_every() else {
+            return;
+        };
+        if self.last_pet.elapsed() < every {
+            return;
+        }
+        self.last_pet = Instant::now();
+        if let Some(watchdog) = &mut self.watchdog {
+            if let Err(e) = watchdog.pet() {
+                error!("pair: petting the watchdog: {e}");
+            }
+        }
+    }
+
+    fn status(&self) -> Status {
+        let now = self.now();
+        let channels = &self.machine.settings().channels;
+        let status = Status {
+            node: self.machine.settings().node,
+            incarnation: self.incarnation,
+            role: self.machine.role(),
+            for_: now.saturating_sub(self.machine.since()),
+            intent: self.machine.intent(),
+            peer: self.machine.peer().copied(),
+            peer_alive: self.machine.peer_alive(),
+            heard: channels
+                .iter()
+                .map(|c| (*c, self.machine.heard(*c).map(|h| now.saturating_sub(h))))
+                .collect(),
+            accepted: self.receiver.accepted(),
+            rejected: Rejected::ALL
+                .iter()
+                .map(|r| (*r, self.receiver.rejected(*r)))
+                .collect(),
+            history: self.machine.history().cloned().collect(),
+            sent: self.sent,
+            send_failures: vec![
+                (Channel::Udp, self.send_failures[0]),
+                (Channel::Serial, self.send_failures[1]),
+            ],
+        };
+        status
+    }
+}
+
+/// Sends and receives only through `interface` (SO_BINDTODEVICE; root).
+fn bind_to_device(socket: &std::net::UdpSocket, interface: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let name = interface.as_bytes();
+    // SAFETY: the option value is `name`, valid for its length, for the call.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            name.as_ptr().cast(),
+            libc::socklen_t::try_from(name.len()).unwrap_or(0),
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn millis(at: Duration) -> u64 {
+    u64::try_from(at.as_millis()).unwrap_or(u64::MAX)
+}
