@@ -845,3 +845,84 @@ real_servers = [
         assert_eq!(a.health.last.as_ref().map(|l| l.healthy), Some(true));
     });
 }
+
+#[test]
+#[ignore = "needs root and network namespaces: run by scripts/test"]
+fn ping_nodes_answer_or_not() {
+    // The pair's ping nodes are asked with ICMP echo (sys::ping); the namespace's own
+    // addresses answer, the silent network does not.
+    Netns::new().run(|| async {
+        let mut pinger = director::sys::ping::Pinger::open().expect("raw ICMP sockets (root)");
+        let hosts: Vec<std::net::IpAddr> = [HOST, SILENT, "::1"]
+            .iter()
+            .map(|h| h.parse().expect("an address"))
+            .collect();
+        for _ in 0..3 {
+            let answered = pinger.round(&hosts, Duration::from_millis(300)).await;
+            assert_eq!(answered, vec![true, false, true]);
+        }
+    });
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by scripts/test"]
+fn the_pair_counts_the_ping_nodes_that_answer() {
+    use director::config::model::{Isolation, RolePreference};
+    use director::ha::machine::{Channel, Machine, Settings};
+    use director::ha::message::Key;
+    use director::ha::run::{spawn, watch_ping_nodes, Effects, Setup, Udp};
+
+    struct Nothing;
+    impl Effects for Nothing {
+        fn take_over(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+        fn release(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    Netns::new().run(|| async {
+        let settings = Settings {
+            node: 1,
+            preference: RolePreference::Equal,
+            priority: 100,
+            keepalive: Duration::from_millis(50),
+            deadtime: Duration::from_millis(200),
+            warntime: None,
+            initdead: Duration::from_millis(400),
+            auto_failback: false,
+            ping_nodes: 2,
+            isolation: Isolation::PingNodesDecide,
+            channels: vec![Channel::Udp],
+        };
+        let peer: std::net::SocketAddr = "192.0.2.200:694".parse().expect("an address");
+        let pair = spawn(Setup {
+            machine: Machine::new(settings, Duration::ZERO),
+            key: Key::new(b"a key for this test only"),
+            incarnation: 1,
+            udp: Some(Udp::open(0, None, peer).expect("a socket")),
+            serial: None,
+            effects: Box::new(Nothing),
+            watchdog: None,
+        });
+        let hosts = vec![
+            HOST.parse().expect("an address"),
+            SILENT.parse().expect("an address"),
+        ];
+        tokio::spawn(watch_ping_nodes(
+            hosts,
+            Duration::from_millis(100),
+            pair.clone(),
+        ));
+        // A ping node counts once it has answered (the silent one never does).
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let early = pair.status().await.expect("a status").fitness.pings;
+        assert_eq!(early, 1);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let status = pair.status().await.expect("a status");
+        assert_eq!(status.fitness.pings, 1, "{status:?}");
+        // Alone, with a ping node reached: it took over after initdead.
+        assert_eq!(status.role, director::ha::machine::Role::Active);
+    });
+}

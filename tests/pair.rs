@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use director::config::model::{Isolation, RolePreference};
-use director::ha::machine::{Channel, Fitness, Machine, Role, Settings};
+use director::ha::machine::{Channel, Machine, Role, Settings};
 use director::ha::message::{Key, Rejected};
 use director::ha::run::{spawn, Command, Effects, Handle, Serial, Setup, Status, Udp};
 use director::sys::watchdog::{Record, Recording};
@@ -204,10 +204,7 @@ impl Lab {
         let preferences = [RolePreference::Primary, RolePreference::Backup];
         for (i, (udp, serial)) in node_udp.into_iter().zip([slave0, slave1]).enumerate() {
             let node = lab.node(i, preferences[i], udp, serial);
-            node.send(Command::Fitness(Fitness {
-                links_up: true,
-                pings: 1,
-            }));
+            node.send(Command::Pings(1));
             lab.nodes[i] = Some(node);
         }
         lab

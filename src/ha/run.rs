@@ -30,7 +30,10 @@ pub trait Effects: Send {
 pub enum Command {
     Takeover,
     Release,
-    Fitness(Fitness),
+    /// The links this node serves on are up (all of them) or not.
+    LinksUp(bool),
+    /// How many ping nodes answer.
+    Pings(u8),
     Revision(u64),
     /// Hand over and stop; answered when done.
     Shutdown(oneshot::Sender<()>),
@@ -46,6 +49,8 @@ pub struct Status {
     /// How long the role has held.
     pub for_: Duration,
     pub intent: Intent,
+    /// This node's links and ping nodes reached.
+    pub fitness: Fitness,
     pub peer: Option<Beat>,
     pub peer_alive: bool,
     /// Per configured channel: how long ago it last brought a beat.
@@ -318,7 +323,20 @@ impl Runner {
         match command {
             Command::Takeover => self.step(Input::Takeover),
             Command::Release => self.step(Input::Release),
-            Command::Fitness(fitness) => self.step(Input::Fitness(fitness)),
+            Command::LinksUp(up) => {
+                let fitness = Fitness {
+                    links_up: up,
+                    ..self.machine.beat().fitness
+                };
+                self.step(Input::Fitness(fitness));
+            }
+            Command::Pings(pings) => {
+                let fitness = Fitness {
+                    pings,
+                    ..self.machine.beat().fitness
+                };
+                self.step(Input::Fitness(fitness));
+            }
             Command::Revision(revision) => self.step(Input::Revision(revision)),
             Command::Status(answer) => {
                 let _ = answer.send(self.status());
@@ -433,6 +451,7 @@ impl Runner {
             role: self.machine.role(),
             for_: now.saturating_sub(self.machine.since()),
             intent: self.machine.intent(),
+            fitness: self.machine.beat().fitness,
             peer: self.machine.peer().copied(),
             peer_alive: self.machine.peer_alive(),
             heard: channels
@@ -452,6 +471,61 @@ impl Runner {
             ],
         };
         status
+    }
+}
+
+/// How many rounds in a row a ping node may miss before it counts as unreachable: one lost
+/// echo must not move the VIPs.
+const PING_MISSES: u32 = 3;
+
+/// Asks `hosts` (the ping nodes) every `every` and tells the pair how many answer; a host
+/// counts as unreachable after `PING_MISSES` rounds without an answer. Ends with the pair.
+pub async fn watch_ping_nodes(hosts: Vec<IpAddr>, every: Duration, pair: Handle) {
+    let mut pinger = match crate::sys::ping::Pinger::open() {
+        Ok(pinger) => pinger,
+        Err(e) => {
+            error!("pair: cannot ask the ping nodes ({e}): none counts as reachable");
+            let _ = pair.send(Command::Pings(0));
+            return;
+        }
+    };
+    let mut misses = vec![PING_MISSES; hosts.len()];
+    let mut last = None;
+    loop {
+        let started = Instant::now();
+        let answered = pinger.round(&hosts, every / 2).await;
+        for (miss, answered) in misses.iter_mut().zip(&answered) {
+            *miss = if *answered { 0 } else { miss.saturating_add(1) };
+        }
+        let reachable: Vec<bool> = misses.iter().map(|m| *m < PING_MISSES).collect();
+        let count = u8::try_from(reachable.iter().filter(|r| **r).count()).unwrap_or(u8::MAX);
+        if last.as_ref() != Some(&reachable) {
+            let silent: Vec<String> = hosts
+                .iter()
+                .zip(&reachable)
+                .filter(|(_, r)| !**r)
+                .map(|(h, _)| h.to_string())
+                .collect();
+            let text = format!(
+                "pair: {count} of {} ping nodes answer{}",
+                hosts.len(),
+                if silent.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (silent: {})", silent.join(", "))
+                }
+            );
+            if silent.is_empty() {
+                info!("{text}");
+            } else {
+                warn!("{text}");
+            }
+            last = Some(reachable);
+        }
+        if !pair.send(Command::Pings(count)) {
+            return;
+        }
+        tokio::time::sleep_until(started + every).await;
     }
 }
 

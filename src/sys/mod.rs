@@ -8,6 +8,7 @@ pub mod clock;
 pub mod ipvs;
 pub mod kmod;
 pub mod mount;
+pub mod ping;
 pub mod power;
 pub mod process;
 pub mod rtnl;
