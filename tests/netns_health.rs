@@ -45,6 +45,15 @@ struct Netns {
     name: String,
 }
 
+/// Whether the local routing table of this thread's namespace has a route for `address`.
+fn local_route(address: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-6", "route", "show", "table", "local", address])
+        .output()
+        .expect("run ip");
+    out.status.success() && !out.stdout.is_empty()
+}
+
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
     assert!(
@@ -402,6 +411,14 @@ fn tcp_checks_half_open_give_the_same_verdicts_unseen_by_the_server() {
         // IPv6, and the application never sees the check: nothing to accept.
         // `ip` runs in the namespace of this thread.
         ip(&["addr", "add", "2001:db8::10/64", "dev", "lo", "nodad"]);
+        // The kernel installs the address's local route from a work queue, after the command
+        // has returned: until then a SYN to it goes nowhere.
+        let mut waited = 0;
+        while !local_route("2001:db8::10") {
+            assert!(waited < 200, "no local route for 2001:db8::10 after 2 s");
+            waited += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let listener = TcpListener::bind("[2001:db8::10]:8080")
             .await
             .expect("bind");

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod health;
 pub mod ipvs;
+pub mod pair;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -17,7 +18,10 @@ const USAGE: &str = "\
 usage: director ctl [--socket PATH] <command>
 
 commands:
-  status      the daemon's pid, version and uptime, and the health of every real server
+  status      the daemon's pid, version and uptime, the pair (role, peer, heartbeat channels,
+              transitions), and the health of every real server
+  takeover    make this node the active director (lasts until `release`, here or on the peer)
+  release     hand the active role to the peer (lasts until `takeover`, here or on the peer)
   log [N]     the daemon's recent log lines (the last N)
   net         interfaces, addresses, routes and settings, and what differs from the configuration
   net apply   apply the network part of the configuration now (only the difference)

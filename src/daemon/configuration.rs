@@ -59,6 +59,26 @@ impl Configuration {
     }
 
     /// The configuration in force.
+    /// This node's id in the pair and its new incarnation (raised at every call: once per
+    /// start); without a store, an id and an incarnation from the clock.
+    pub fn pair_identity(&self) -> (u64, u64) {
+        let from_store = self
+            .store()
+            .map(|store| (store.node_id(), store.next_incarnation()))
+            .ok();
+        match from_store {
+            Some((Ok(node), Ok(incarnation))) => (node, incarnation),
+            _ => {
+                error!("pair: the store cannot keep this node's id and incarnation; using the clock (a peer may refuse this node's beats until it restarts)");
+                let nanos = crate::sys::clock::since_boot().as_nanos() as u64;
+                (
+                    nanos.max(1),
+                    crate::sys::clock::since_boot().as_millis() as u64,
+                )
+            }
+        }
+    }
+
     pub fn in_force(&self) -> Arc<Config> {
         self.current.clone()
     }

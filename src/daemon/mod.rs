@@ -12,6 +12,7 @@
 pub mod balancer;
 pub mod configuration;
 pub mod network;
+pub mod pair;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -137,6 +138,8 @@ struct Shared {
     network: Option<Arc<Mutex<Network>>>,
     balancer: Arc<Mutex<Balancer>>,
     health: Health,
+    /// The pair, once started (a configuration with a pair, after the network's first apply).
+    pair: Arc<Mutex<Option<crate::ha::run::Handle>>>,
 }
 
 async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), String> {
@@ -181,7 +184,20 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
         balancer.clone(),
         health.clone(),
         events,
-        first_network,
+        first_network.clone(),
+    ));
+    let first_pair = first_network;
+    let pair = Arc::new(Mutex::new(None));
+    let (node, incarnation) = if configuration.in_force().pair.is_some() {
+        configuration.pair_identity()
+    } else {
+        (0, 0)
+    };
+    tokio::spawn(keep_pair(
+        configuration.subscribe(),
+        pair.clone(),
+        (node, incarnation),
+        first_pair,
     ));
     let shared = Arc::new(Shared {
         logger,
@@ -190,6 +206,7 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
         network,
         balancer,
         health,
+        pair,
     });
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
@@ -214,6 +231,10 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
         }
     };
     info!("stopping on {why}");
+    // An active node hands over before it goes: the peer takes over at once.
+    if let Some(pair) = pair_of(&shared) {
+        pair.shut_down().await;
+    }
     let _ = std::fs::remove_file(socket);
     Ok(())
 }
@@ -240,6 +261,33 @@ async fn report_changes(mut changes: tokio::sync::watch::Receiver<Arc<crate::con
         }
         if changes.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// Starts the pair when the configuration in force at start has one, once the network has
+/// been applied (the heartbeat link needs its address). A later change to the pair section
+/// takes effect at the next start (said once).
+async fn keep_pair(
+    mut changes: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
+    slot: Arc<Mutex<Option<crate::ha::run::Handle>>>,
+    (node, incarnation): (u64, u64),
+    mut network: tokio::sync::watch::Receiver<bool>,
+) {
+    let _ = network.wait_for(|applied| *applied).await;
+    let first = changes.borrow_and_update().clone();
+    if first.pair.is_some() {
+        let handle = pair::start(&first, node, incarnation);
+        if let Ok(mut slot) = slot.lock() {
+            *slot = handle;
+        }
+    }
+    let mut said = false;
+    while changes.changed().await.is_ok() {
+        let config = changes.borrow_and_update().clone();
+        if config.pair != first.pair && !said {
+            said = true;
+            warn!("pair: the pair section changed; it takes effect when the daemon restarts");
         }
     }
 }
@@ -550,6 +598,11 @@ fn watch_links(mut monitor: LinkMonitor, reapply: Arc<Notify>) {
     }
 }
 
+/// The pair, when it runs.
+fn pair_of(shared: &Shared) -> Option<crate::ha::run::Handle> {
+    shared.pair.lock().ok().and_then(|pair| pair.clone())
+}
+
 fn bind(socket: &Path) -> Result<UnixListener, String> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
@@ -598,12 +651,41 @@ fn execute(request: &Request, shared: &Shared) -> Result<String, String> {
             let config = in_force(shared)?;
             let health = shared.health.snapshot();
             let boot = clock::since_boot();
+            let pair = match pair_of(shared) {
+                Some(pair) => tokio::runtime::Handle::current()
+                    .block_on(pair.status())
+                    .map_or_else(
+                        || "pair: stopped\n".to_string(),
+                        |s| crate::ctl::pair::render(&s),
+                    ),
+                None if config.pair.is_some() => "pair: not running (see the log)\n".to_string(),
+                None => String::new(),
+            };
             Ok(format!(
-                "daemon pid {}\nversion {}\nuptime {} s\n{}",
+                "daemon pid {}\nversion {}\nuptime {} s\n{pair}{}",
                 std::process::id(),
                 env!("CARGO_PKG_VERSION"),
                 shared.started.elapsed().as_secs(),
                 render_status(&config, &health, boot, None)
+            ))
+        }
+        [word @ ("takeover" | "release")] => {
+            let pair = pair_of(shared).ok_or("no pair is running on this box")?;
+            let command = if *word == "takeover" {
+                crate::ha::run::Command::Takeover
+            } else {
+                crate::ha::run::Command::Release
+            };
+            if !pair.send(command) {
+                return Err("the pair has stopped".into());
+            }
+            // The machine acts at once; its status shows the outcome.
+            let status = tokio::runtime::Handle::current()
+                .block_on(pair.status())
+                .ok_or("the pair has stopped")?;
+            Ok(format!(
+                "{word} asked\n{}",
+                crate::ctl::pair::render(&status)
             ))
         }
         ["log"] => Ok(lines(&shared.logger.recent(), usize::MAX)),

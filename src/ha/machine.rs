@@ -155,6 +155,10 @@ pub struct Beat {
     pub intent_epoch: u64,
     /// It is shutting down: take over now.
     pub leaving: bool,
+    /// It has heard its peer and ranks it above itself: when neither is active, a node takes
+    /// over only if it ranks higher and its peer agrees (views that disagree, one of them
+    /// stale, or a peer that has not heard it yet, wait for the next beats).
+    pub defers: bool,
     /// The configuration revision it runs.
     pub revision: u64,
 }
@@ -267,6 +271,9 @@ pub struct Machine {
     intent_epoch: u64,
     leaving: bool,
     revision: u64,
+    /// Its own fitness has been measured (the first ping round): before, it leaves `Init`
+    /// only after `initdead`.
+    fitness_known: bool,
     /// The reason given when this node last decided to keep its role without a live peer
     /// (logged once).
     held: String,
@@ -286,6 +293,7 @@ impl Machine {
     /// A node starting at `now`, in `Init`.
     pub fn new(settings: Settings, now: Duration) -> Machine {
         Machine {
+            fitness_known: settings.ping_nodes == 0,
             settings,
             role: Role::Init,
             since: now,
@@ -345,6 +353,15 @@ impl Machine {
 
     /// This node's beat as it stands.
     pub fn beat(&self) -> Beat {
+        let mut beat = self.plain_beat();
+        beat.defers = self
+            .peer
+            .is_some_and(|peer| self.peer_alive && rank(&peer) > rank(&beat));
+        beat
+    }
+
+    /// The beat without `defers`.
+    fn plain_beat(&self) -> Beat {
         Beat {
             node: self.settings.node,
             role: self.role,
@@ -355,6 +372,7 @@ impl Machine {
             intent_epoch: self.intent_epoch,
             leaving: self.leaving,
             revision: self.revision,
+            defers: false,
         }
     }
 
@@ -435,6 +453,7 @@ impl Machine {
                 send |= first || changed || !self.peer_alive;
             }
             Input::Fitness(fitness) => {
+                self.fitness_known = true;
                 if fitness != self.fitness {
                     self.fitness = fitness;
                     send = true;
@@ -589,19 +608,20 @@ impl Machine {
         if !self.fitness.links_up {
             return (Role::Fault, "this node's links are down".into());
         }
+        let waiting = now < self.started + self.settings.initdead;
+        if self.role == Role::Init && !self.fitness_known && waiting {
+            return (Role::Init, String::new());
+        }
         let peer = match (&self.peer, self.peer_alive) {
             (Some(peer), true) => *peer,
             (peer, _) => {
-                if self.role == Role::Init
-                    && peer.is_none()
-                    && now < self.started + self.settings.initdead
-                {
+                if self.role == Role::Init && peer.is_none() && waiting {
                     return (Role::Init, String::new());
                 }
                 return self.alone(peer.as_ref());
             }
         };
-        let me = self.beat();
+        let me = self.plain_beat();
         if !peer.fitness.links_up || peer.role == Role::Fault {
             return (
                 Role::Active,
@@ -628,7 +648,19 @@ impl Machine {
             (Role::Active, _) => (Role::Active, String::new()),
             (_, Role::Active) => (Role::Standby, "the peer is active".into()),
             _ => {
-                if mine > theirs {
+                if mine > theirs && !peer.defers {
+                    // The peer has not heard this node yet, or sees things otherwise (a
+                    // stale beat): the next beats settle it.
+                    let role = if self.role == Role::Init {
+                        Role::Standby
+                    } else {
+                        self.role
+                    };
+                    (
+                        role,
+                        "this node ranks higher: waiting for the peer to agree".into(),
+                    )
+                } else if mine > theirs {
                     (
                         Role::Active,
                         format!(
@@ -645,7 +677,7 @@ impl Machine {
 
     /// Why the active node should hand over to its live, standby peer, if it should.
     fn hand_over_to(&self, peer: &Beat) -> Option<String> {
-        let me = self.beat();
+        let me = self.plain_beat();
         if me.intent == Intent::Yield && peer.intent != Intent::Yield {
             return Some("release asked".into());
         }
@@ -701,7 +733,7 @@ impl Machine {
                 }
             }
             Isolation::HigherPriorityStays => match peer {
-                Some(peer) if order(peer) > order(&self.beat()) => (
+                Some(peer) if order(peer) > order(&self.plain_beat()) => (
                     Role::Standby,
                     format!(
                         "{lost}; the peer has the higher priority and stays active: this node does not take over (when_isolated = higher_priority_stays)"
@@ -1246,5 +1278,80 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn two_views_that_disagree_wait_instead_of_both_taking_over() {
+        // Each node sees the other with no ping node reached (a beat from before its first
+        // ping round) and itself with one: each ranks itself higher.
+        let mut a = settings(1, RolePreference::Primary);
+        let mut b = settings(2, RolePreference::Backup);
+        a.ping_nodes = 1;
+        b.ping_nodes = 1;
+        let mut a = Machine::new(a, Duration::ZERO);
+        let mut b = Machine::new(b, Duration::ZERO);
+        let stale_a = a.beat();
+        let stale_b = b.beat();
+        a.step(fit(1), MS);
+        b.step(fit(1), MS);
+        let heard = |beat| Input::Heard {
+            channel: Channel::Udp,
+            beat,
+        };
+        let mut took = Vec::new();
+        let mut exchange = |a: &mut Machine, b: &mut Machine, beat_a, beat_b, at| {
+            let actions_a = a.step(heard(beat_b), at);
+            let actions_b = b.step(heard(beat_a), at);
+            took.push((
+                actions_a.contains(&Action::TakeOver),
+                actions_b.contains(&Action::TakeOver),
+            ));
+        };
+        // The first beats (sent before either heard the other) and the next (each from its
+        // stale view) move nobody; the third carry fresh views: the primary alone takes over.
+        exchange(&mut a, &mut b, stale_a, stale_b, 2 * MS);
+        let (beat_a, beat_b) = (a.beat(), b.beat());
+        assert!(!beat_a.defers && !beat_b.defers);
+        exchange(&mut a, &mut b, beat_a, beat_b, 3 * MS);
+        let (beat_a, beat_b) = (a.beat(), b.beat());
+        assert!(!beat_a.defers && beat_b.defers);
+        exchange(&mut a, &mut b, beat_a, beat_b, 4 * MS);
+        assert_eq!(took, [(false, false), (false, false), (true, false)]);
+    }
+
+    #[test]
+    fn with_ping_nodes_a_node_leaves_init_only_once_it_has_asked_them() {
+        let mut s = settings(1, RolePreference::Primary);
+        s.ping_nodes = 1;
+        let mut a = Machine::new(s, Duration::ZERO);
+        let peer = Machine::new(settings(2, RolePreference::Backup), Duration::ZERO).beat();
+        a.step(
+            Input::Heard {
+                channel: Channel::Udp,
+                beat: peer,
+            },
+            MS,
+        );
+        assert_eq!(a.role(), Role::Init);
+        a.step(fit(1), 2 * MS);
+        assert_eq!(a.role(), Role::Standby);
+        // The peer, having heard this node, agrees that it ranks higher.
+        let mut peer = Machine::new(settings(2, RolePreference::Backup), Duration::ZERO);
+        peer.step(
+            Input::Heard {
+                channel: Channel::Udp,
+                beat: a.beat(),
+            },
+            2 * MS,
+        );
+        assert!(peer.beat().defers);
+        let actions = a.step(
+            Input::Heard {
+                channel: Channel::Udp,
+                beat: peer.beat(),
+            },
+            3 * MS,
+        );
+        assert!(actions.contains(&Action::TakeOver), "{actions:?}");
     }
 }

@@ -40,7 +40,7 @@ pub const MAX_MESSAGE: usize = 160;
 /// The largest serial frame: COBS adds a byte per 254, and the delimiters.
 pub const MAX_FRAME: usize = MAX_MESSAGE + MAX_MESSAGE / 254 + 4;
 /// Fields in the CBOR array.
-const FIELDS: u64 = 13;
+const FIELDS: u64 = 14;
 
 pub type Message = Buffer<u8, MAX_MESSAGE>;
 pub type Frame = Buffer<u8, MAX_FRAME>;
@@ -144,6 +144,7 @@ pub fn encode(key: &Key, envelope: &Envelope) -> Message {
         .and_then(|e| e.u64(beat.intent_epoch))
         .and_then(|e| e.bool(beat.leaving))
         .and_then(|e| e.u64(beat.revision))
+        .and_then(|e| e.bool(beat.defers))
         .is_ok();
     debug_assert!(written, "a beat fits in a message");
     let len = cursor.position();
@@ -193,6 +194,7 @@ fn read_body(body: &[u8]) -> Option<Envelope> {
     let intent_epoch = d.u64().ok()?;
     let leaving = d.bool().ok()?;
     let revision = d.u64().ok()?;
+    let defers = d.bool().ok()?;
     if d.position() != body.len() {
         return None;
     }
@@ -210,6 +212,7 @@ fn read_body(body: &[u8]) -> Option<Envelope> {
             intent_epoch,
             leaving,
             revision,
+            defers,
         },
     })
 }
@@ -418,6 +421,7 @@ mod tests {
             intent_epoch: 3,
             leaving: false,
             revision: 42,
+            defers: true,
         }
     }
 

@@ -66,6 +66,31 @@ fn flag(on: bool) -> String {
 }
 
 /// What `config` asks of the network.
+/// The VIPs of the enabled virtual servers, each once, with the device it goes on: the one its
+/// virtual server names (`eth0:1` keeps its label), or else the interface whose network holds
+/// it; a VIP with neither is left out (validation reports it).
+pub fn vips(config: &Config) -> Vec<(IpAddr, String)> {
+    let mut vips: Vec<(IpAddr, String)> = Vec::new();
+    for vs in config.virtual_servers.iter().filter(|vs| vs.enabled) {
+        let Some(vip) = vs.vip else { continue };
+        let device = match &vs.device {
+            Some(device) => Some(device.clone()),
+            None => config
+                .network
+                .interfaces
+                .iter()
+                .find(|i| i.addresses.iter().any(|p| p.contains(vip)))
+                .map(|i| i.name.clone()),
+        };
+        if let Some(device) = device {
+            if !vips.iter().any(|(v, _)| *v == vip) {
+                vips.push((vip, device));
+            }
+        }
+    }
+    vips
+}
+
 pub fn wanted(config: &Config) -> Wanted {
     let network = &config.network;
     let mut links: Vec<WantedLink> = network
@@ -93,17 +118,9 @@ pub fn wanted(config: &Config) -> Wanted {
     // on the device its virtual server names or else on the interface whose network holds
     // it (with a pair, the pair decides which box holds them).
     if config.pair.is_none() {
-        for vs in config.virtual_servers.iter().filter(|vs| vs.enabled) {
-            let Some(vip) = vs.vip else { continue };
-            let device = match &vs.device {
-                Some(device) => device.split(':').next().map(str::to_string),
-                None => network
-                    .interfaces
-                    .iter()
-                    .find(|i| i.addresses.iter().any(|p| p.contains(vip)))
-                    .map(|i| i.name.clone()),
-            };
-            let Some(link) = device.and_then(|d| links.iter_mut().find(|l| l.name == d)) else {
+        for (vip, device) in vips(config) {
+            let link_name = device.split(':').next().unwrap_or(&device);
+            let Some(link) = links.iter_mut().find(|l| l.name == link_name) else {
                 continue;
             };
             let host = if vip.is_ipv4() { 32 } else { 128 };

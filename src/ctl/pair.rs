@@ -1,0 +1,177 @@
+//! The pair's part of `director ctl status`.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::ha::run::Status;
+
+/// The pair as text: this node's role and since when, the peer, each channel's last beat,
+/// the heartbeats refused, and the transitions with their reasons (oldest first).
+pub fn render(status: &Status) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "pair: node {:x} (incarnation {}) {} for {}{}",
+        status.node,
+        status.incarnation,
+        status.role,
+        span(status.for_),
+        match status.intent {
+            crate::ha::machine::Intent::None => "",
+            crate::ha::machine::Intent::Claim => ", takeover asked",
+            crate::ha::machine::Intent::Yield => ", release asked",
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  links {}, ping nodes reached {}",
+        if status.fitness.links_up {
+            "up"
+        } else {
+            "DOWN"
+        },
+        status.fitness.pings
+    );
+    match &status.peer {
+        Some(peer) => {
+            let _ = writeln!(
+                out,
+                "  peer {:x}: {} ({}), {:?} priority {}, revision {}, ping nodes {}{}",
+                peer.node,
+                peer.role,
+                if status.peer_alive { "alive" } else { "LOST" },
+                peer.preference,
+                peer.priority,
+                peer.revision,
+                peer.fitness.pings,
+                if peer.leaving { ", leaving" } else { "" }
+            );
+        }
+        None => out.push_str("  peer: never heard\n"),
+    }
+    for (channel, heard) in &status.heard {
+        let failures = status
+            .send_failures
+            .iter()
+            .find(|(c, _)| c == channel)
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(
+            out,
+            "  {:<6} last beat {}{}",
+            channel.name(),
+            match heard {
+                Some(ago) => format!("{} ago", span(*ago)),
+                None => "never".into(),
+            },
+            if failures > 0 {
+                format!(", {failures} send(s) failed")
+            } else {
+                String::new()
+            }
+        );
+    }
+    let refused: Vec<String> = status
+        .rejected
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(why, n)| format!("{n} {why}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  heartbeats: {} sent, {} accepted, refused: {}",
+        status.sent,
+        status.accepted,
+        if refused.is_empty() {
+            "none".to_string()
+        } else {
+            refused.join(", ")
+        }
+    );
+    if status.history.is_empty() {
+        out.push_str("  no transitions yet\n");
+    }
+    for transition in &status.history {
+        let _ = writeln!(
+            out,
+            "  at {}: {} -> {}: {}",
+            span(transition.at),
+            transition.from,
+            transition.to,
+            transition.reason
+        );
+    }
+    out
+}
+
+/// `1.234 s`, `87 ms`.
+fn span(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{:.3} s", d.as_secs_f64())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::RolePreference;
+    use crate::ha::machine::{Beat, Channel, Fitness, Intent, Role, Transition};
+    use crate::ha::message::Rejected;
+
+    #[test]
+    fn the_status_names_role_peer_channels_refusals_and_transitions() {
+        let status = Status {
+            node: 0xab,
+            incarnation: 7,
+            role: Role::Active,
+            for_: Duration::from_millis(61_250),
+            intent: Intent::None,
+            fitness: Fitness {
+                links_up: true,
+                pings: 1,
+            },
+            peer: Some(Beat {
+                node: 0xcd,
+                role: Role::Standby,
+                preference: RolePreference::Backup,
+                priority: 100,
+                fitness: Fitness {
+                    links_up: true,
+                    pings: 1,
+                },
+                intent: Intent::None,
+                intent_epoch: 0,
+                leaving: false,
+                revision: 3,
+                defers: false,
+            }),
+            peer_alive: true,
+            heard: vec![
+                (Channel::Udp, Some(Duration::from_millis(40))),
+                (Channel::Serial, None),
+            ],
+            accepted: 600,
+            rejected: vec![(Rejected::Forged, 2), (Rejected::Stale, 0)],
+            history: vec![Transition {
+                at: Duration::from_millis(1_500),
+                from: Role::Init,
+                to: Role::Active,
+                reason: "neither node active: this node ranks higher (preferred role)".into(),
+            }],
+            sent: 610,
+            send_failures: vec![(Channel::Udp, 0), (Channel::Serial, 3)],
+        };
+        let text = render(&status);
+        assert_eq!(
+            text,
+            "pair: node ab (incarnation 7) active for 61.250 s\n\
+             \x20 links up, ping nodes reached 1\n\
+             \x20 peer cd: standby (alive), Backup priority 100, revision 3, ping nodes 1\n\
+             \x20 udp    last beat 40 ms ago\n\
+             \x20 serial last beat never, 3 send(s) failed\n\
+             \x20 heartbeats: 610 sent, 600 accepted, refused: 2 forged\n\
+             \x20 at 1.500 s: init -> active: neither node active: this node ranks higher (preferred role)\n"
+        );
+    }
+}
