@@ -1,6 +1,7 @@
 //! The pair in the lab: two director VMs with a `[pair]` section, heartbeat over eth1 and
 //! the null-modem cable, the watchdog running. The primary takes the VIP, the backup stands
-//! by; a cut heartbeat link changes nothing; when the active is power-killed the standby
+//! by; planned switch-overs move it; a cut heartbeat link changes nothing; an active whose
+//! public link loses its carrier hands over; when the active is power-killed the standby
 //! takes the VIP and the client reaches it there. Needs root; `scripts/test` runs it with
 //! `--ignored`.
 
@@ -112,6 +113,29 @@ fn the_pair_holds_the_vip_on_one_node_and_fails_over() {
     assert!(holds_vip(&mut pair, Node::A));
     pair.restore_link(Node::B, Nic::Eth1);
     pair.logged(Node::B, "heartbeat: udp works again", SHORT);
+
+    // The active's public link loses its carrier: it goes to fault and releases, the standby
+    // takes over; with the carrier back it stands by, and takes the role back when asked.
+    pair.cut_link(Node::A, Nic::Eth0);
+    pair.logged(
+        Node::A,
+        "active -> fault: this node's links are down",
+        SHORT,
+    );
+    pair.logged(Node::B, "standby -> active: the peer is in fault", SHORT);
+    assert!(
+        holds_vip(&mut pair, Node::B),
+        "B holds the VIP while A's link is down"
+    );
+    pair.restore_link(Node::A, Nic::Eth0);
+    pair.logged(Node::A, "fault -> standby", SHORT);
+    pair.sh(Node::A, "director ctl takeover", SHORT);
+    pair.logged(
+        Node::B,
+        "active -> standby: the peer asked to take over",
+        SHORT,
+    );
+    assert!(holds_vip(&mut pair, Node::A), "A holds the VIP again");
 
     // The active loses power: the standby takes over and the client reaches the VIP there.
     let killed = Instant::now();

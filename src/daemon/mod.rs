@@ -153,6 +153,8 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
     let configuration = Configuration::start(&options.data.join("config"), &options.provision);
     tokio::spawn(report_changes(configuration.subscribe()));
     let network = open_network(&options.managed);
+    // Each link's state (up with carrier) as link events report it, for the pair.
+    let (carriers, links) = tokio::sync::watch::channel(Carriers::new());
     // Checks made before the box has its addresses would find every real server down.
     let (network_applied, first_network) = tokio::sync::watch::channel(network.is_none());
     if let Some(network) = &network {
@@ -165,7 +167,7 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
             network_applied,
         ));
         match LinkMonitor::open() {
-            Ok(monitor) => watch_links(monitor, reapply),
+            Ok(monitor) => watch_links(monitor, reapply, carriers),
             Err(e) => error!("network: link events unavailable: {e}"),
         }
     }
@@ -198,6 +200,7 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
         pair.clone(),
         (node, incarnation),
         first_pair,
+        links,
     ));
     let shared = Arc::new(Shared {
         logger,
@@ -266,13 +269,15 @@ async fn report_changes(mut changes: tokio::sync::watch::Receiver<Arc<crate::con
 }
 
 /// Starts the pair when the configuration in force at start has one, once the network has
-/// been applied (the heartbeat link needs its address). A later change to the pair section
-/// takes effect at the next start (said once).
+/// been applied (the heartbeat link needs its address), and tells it when a link its VIPs live
+/// on loses its carrier or comes back. A later change to the pair section takes effect at the
+/// next start (said once).
 async fn keep_pair(
     mut changes: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
     slot: Arc<Mutex<Option<crate::ha::run::Handle>>>,
     (node, incarnation): (u64, u64),
     mut network: tokio::sync::watch::Receiver<bool>,
+    mut links: tokio::sync::watch::Receiver<Carriers>,
 ) {
     let _ = network.wait_for(|applied| *applied).await;
     let first = changes.borrow_and_update().clone();
@@ -282,12 +287,44 @@ async fn keep_pair(
             *slot = handle;
         }
     }
+    // The links the VIPs live on: the pair is fit while all of them are up (a link not
+    // reported yet counts as up).
+    let vip_links: Vec<String> = crate::net::vips(&first)
+        .into_iter()
+        .map(|(_, device)| device.split(':').next().unwrap_or(&device).to_string())
+        .collect();
+    let mut links_up = true;
     let mut said = false;
-    while changes.changed().await.is_ok() {
-        let config = changes.borrow_and_update().clone();
-        if config.pair != first.pair && !said {
-            said = true;
-            warn!("pair: the pair section changed; it takes effect when the daemon restarts");
+    loop {
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let config = changes.borrow_and_update().clone();
+                if config.pair != first.pair && !said {
+                    said = true;
+                    warn!("pair: the pair section changed; it takes effect when the daemon restarts");
+                }
+            }
+            changed = links.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let up = {
+                    let carriers = links.borrow_and_update();
+                    vip_links
+                        .iter()
+                        .all(|link| carriers.get(link).copied().unwrap_or(true))
+                };
+                if up != links_up {
+                    links_up = up;
+                    let pair = slot.lock().ok().and_then(|p| p.clone());
+                    if let Some(pair) = pair {
+                        pair.send(crate::ha::run::Command::LinksUp(up));
+                    }
+                }
+            }
         }
     }
 }
@@ -551,7 +588,14 @@ async fn wait_for_modules() {
 
 /// Reports carrier and link changes, and asks for a new apply when a link comes up. The
 /// monitor blocks, so it runs on a thread of its own.
-fn watch_links(mut monitor: LinkMonitor, reapply: Arc<Notify>) {
+/// Links by name: up with carrier, or not.
+type Carriers = std::collections::BTreeMap<String, bool>;
+
+fn watch_links(
+    mut monitor: LinkMonitor,
+    reapply: Arc<Notify>,
+    carriers: tokio::sync::watch::Sender<Carriers>,
+) {
     let spawned = std::thread::Builder::new()
         .name("links".into())
         .spawn(move || {
@@ -563,6 +607,9 @@ fn watch_links(mut monitor: LinkMonitor, reapply: Arc<Notify>) {
                     Ok(Some(event)) => {
                         if event.removed {
                             known.remove(&event.index);
+                            carriers.send_modify(|c| {
+                                c.remove(&event.name);
+                            });
                             warn!("network: {} is gone", event.name);
                             continue;
                         }
@@ -570,6 +617,9 @@ fn watch_links(mut monitor: LinkMonitor, reapply: Arc<Notify>) {
                         if known.insert(event.index, state) == Some(state) {
                             continue;
                         }
+                        carriers.send_modify(|c| {
+                            c.insert(event.name.clone(), event.up && event.carrier);
+                        });
                         if event.name != "lo" {
                             info!(
                                 "network: {} is {}, {}",

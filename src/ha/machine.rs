@@ -354,9 +354,12 @@ impl Machine {
     /// This node's beat as it stands.
     pub fn beat(&self) -> Beat {
         let mut beat = self.plain_beat();
-        beat.defers = self
-            .peer
-            .is_some_and(|peer| self.peer_alive && rank(&peer) > rank(&beat));
+        // Before its first ping round a node's rank means nothing yet: it defers to nobody.
+        let known = self.fitness_known || self.last_step >= self.started + self.settings.initdead;
+        beat.defers = known
+            && self
+                .peer
+                .is_some_and(|peer| self.peer_alive && rank(&peer) > rank(&beat));
         beat
     }
 
@@ -1353,5 +1356,38 @@ mod tests {
             3 * MS,
         );
         assert!(actions.contains(&Action::TakeOver), "{actions:?}");
+    }
+
+    #[test]
+    fn a_node_that_has_not_asked_its_ping_nodes_yet_defers_to_nobody() {
+        // The lab's boot: B has asked its ping node, A not yet; A must not let B take over on
+        // a rank that A's missing count decides.
+        let mut a = settings(1, RolePreference::Primary);
+        a.ping_nodes = 1;
+        let mut a = Machine::new(a, Duration::ZERO);
+        let mut b = settings(2, RolePreference::Backup);
+        b.ping_nodes = 1;
+        let mut b = Machine::new(b, Duration::ZERO);
+        b.step(fit(1), MS);
+        let heard = |beat| Input::Heard {
+            channel: Channel::Udp,
+            beat,
+        };
+        a.step(heard(b.beat()), 2 * MS);
+        assert!(!a.beat().defers);
+        let actions = b.step(heard(a.beat()), 3 * MS);
+        assert!(!actions.contains(&Action::TakeOver), "{actions:?}");
+        // Once A knows, the primary is the one.
+        a.step(fit(1), 4 * MS);
+        b.step(heard(a.beat()), 5 * MS);
+        assert!(b.beat().defers);
+        let actions = a.step(heard(b.beat()), 6 * MS);
+        assert!(actions.contains(&Action::TakeOver), "{actions:?}");
+        // After initdead a node that never learnt its count ranks with none.
+        let mut c = settings(3, RolePreference::Backup);
+        c.ping_nodes = 1;
+        let mut c = Machine::new(c, Duration::ZERO);
+        c.step(heard(a.beat()), 400 * MS);
+        assert!(c.beat().defers);
     }
 }
