@@ -160,9 +160,11 @@ impl Effects for BoxEffects {
     fn take_over(&mut self) -> Result<(), String> {
         let mut rtnl = KernelRtnl::open().map_err(|e| e.to_string())?;
         let mut failed = Vec::new();
+        let mut added = 0;
         for (address, device) in &self.vips {
             match vip::add(&mut rtnl, *address, device) {
                 Ok(()) => {
+                    added += 1;
                     let link = device.split(':').next().unwrap_or(device).to_string();
                     let announcement = Announcement::new(&link, *address, self.count, self.spacing);
                     // Repeated with pauses: not on the pair's loop.
@@ -178,10 +180,7 @@ impl Effects for BoxEffects {
         if let Err(e) = self.sync_as(SyncState::Master) {
             failed.push(format!("sync daemon as master: {e}"));
         }
-        info!(
-            "pair: took over {} VIP(s)",
-            self.vips.len() - failed.len().min(self.vips.len())
-        );
+        info!("pair: took over {added} of {} VIP(s)", self.vips.len());
         if failed.is_empty() {
             Ok(())
         } else {

@@ -88,7 +88,12 @@ impl Udp {
                 socket.join_multicast_v4(&group, &Ipv4Addr::UNSPECIFIED)?;
                 socket.set_multicast_loop_v4(false)?;
             }
-            IpAddr::V4(addr) if addr.is_broadcast() => socket.set_broadcast(true)?,
+            IpAddr::V4(addr) if addr.is_broadcast() => {
+                socket.set_broadcast(true)?;
+                // Broadcasts loop back to the sender like multicast (IP_MULTICAST_LOOP governs
+                // both): this node's own beats would come back as a peer's.
+                socket.set_multicast_loop_v4(false)?;
+            }
             IpAddr::V6(group) if group.is_multicast() => {
                 socket.join_multicast_v6(&group, 0)?;
                 socket.set_multicast_loop_v6(false)?;
