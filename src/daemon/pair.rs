@@ -6,7 +6,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 
@@ -29,7 +30,60 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 pub fn start(config: &Config, node: u64, incarnation: u64) -> Option<Handle> {
     let pair = config.pair.as_ref()?;
     let settings = Settings::new(pair, node, config.node.role);
-    let machine = Machine::new(settings, Duration::ZERO);
+    info!(
+        "pair: node {node:x}, incarnation {incarnation}, peer {}, keepalive {}, deadtime {}",
+        pair.peer, pair.keepalive, pair.deadtime
+    );
+    let effects = BoxEffects::new(config, pair);
+    let key = Key::new(pair.key.as_bytes());
+    let channels = pair.clone();
+    let spawned = run::spawn_thread(move || {
+        let pair = channels;
+        let (udp, serial) = open_channels(&pair);
+        if udp.is_none() && serial.is_none() {
+            error!("pair: no heartbeat channel could be opened; this node stays standby");
+            return None;
+        }
+        let watchdog: Option<Box<dyn Watchdog>> = match &pair.watchdog {
+            Some(w) => match Device::open(Path::new(&w.device), w.timeout.as_duration()) {
+                Ok(device) => Some(Box::new(device)),
+                Err(e) => {
+                    error!("pair: watchdog {}: {e}; running without", w.device);
+                    None
+                }
+            },
+            None => None,
+        };
+        Some(Setup {
+            machine: Machine::new(settings, Duration::ZERO),
+            key,
+            incarnation,
+            udp,
+            serial,
+            effects: Box::new(effects),
+            watchdog,
+        })
+    });
+    let handle = match spawned {
+        Ok(handle) => handle,
+        Err(e) => {
+            error!("pair: cannot start its thread: {e}; this node stays standby");
+            return None;
+        }
+    };
+    if !pair.ping_nodes.is_empty() {
+        tokio::spawn(run::watch_ping_nodes(
+            pair.ping_nodes.clone(),
+            PING_EVERY,
+            handle.clone(),
+        ));
+    }
+    Some(handle)
+}
+
+/// The heartbeat channels the pair's section asks for (each one that opens; the others are
+/// logged).
+fn open_channels(pair: &Pair) -> (Option<Udp>, Option<Serial>) {
     let udp = match &pair.udp {
         Some(channel) => {
             let to = match channel.mode {
@@ -66,41 +120,7 @@ pub fn start(config: &Config, node: u64, incarnation: u64) -> Option<Handle> {
         }
         None => None,
     };
-    if udp.is_none() && serial.is_none() {
-        error!("pair: no heartbeat channel could be opened; this node stays standby");
-        return None;
-    }
-    let watchdog: Option<Box<dyn Watchdog>> = match &pair.watchdog {
-        Some(w) => match Device::open(Path::new(&w.device), w.timeout.as_duration()) {
-            Ok(device) => Some(Box::new(device)),
-            Err(e) => {
-                error!("pair: watchdog {}: {e}; running without", w.device);
-                None
-            }
-        },
-        None => None,
-    };
-    info!(
-        "pair: node {node:x}, incarnation {incarnation}, peer {}, keepalive {}, deadtime {}",
-        pair.peer, pair.keepalive, pair.deadtime
-    );
-    let handle = run::spawn(Setup {
-        machine,
-        key: Key::new(pair.key.as_bytes()),
-        incarnation,
-        udp,
-        serial,
-        effects: Box::new(BoxEffects::new(config, pair)),
-        watchdog,
-    });
-    if !pair.ping_nodes.is_empty() {
-        tokio::spawn(run::watch_ping_nodes(
-            pair.ping_nodes.clone(),
-            PING_EVERY,
-            handle.clone(),
-        ));
-    }
-    Some(handle)
+    (udp, serial)
 }
 
 /// Takeover and release on this box.
@@ -109,18 +129,24 @@ struct BoxEffects {
     vips: Vec<(IpAddr, String)>,
     count: u32,
     spacing: Duration,
-    /// The sync daemon's interface and id, when connection sync is on.
-    sync: Option<(String, u32)>,
+    /// The sync daemon's switcher, when connection sync is on.
+    sync: Option<mpsc::Sender<SyncState>>,
 }
 
 impl BoxEffects {
+    /// With connection sync on, the sync daemon starts as backup at once: a standby receives
+    /// the active's connections from the start.
     fn new(config: &Config, pair: &Pair) -> BoxEffects {
         let sync = pair.connection_sync.then(|| {
             let interface = pair
                 .udp
                 .as_ref()
                 .map_or_else(|| "eth1".to_string(), |u| u.interface.clone());
-            (interface, u32::from(pair.sync_id))
+            let (to, states) = mpsc::channel();
+            let sync_id = u32::from(pair.sync_id);
+            std::thread::spawn(move || switch_sync_daemon(&states, &interface, sync_id));
+            let _ = to.send(SyncState::Backup);
+            to
         });
         BoxEffects {
             vips: crate::net::vips(config),
@@ -130,34 +156,58 @@ impl BoxEffects {
         }
     }
 
-    /// The sync daemon in `state` (the other one stopped).
-    fn sync_as(&self, state: SyncState) -> Result<(), String> {
-        let Some((interface, sync_id)) = &self.sync else {
-            return Ok(());
-        };
-        let mut ipvs = KernelIpvs::open().map_err(|e| e.to_string())?;
-        let other = match state {
-            SyncState::Master => SyncState::Backup,
-            SyncState::Backup => SyncState::Master,
-        };
-        let running = ipvs.daemons().map_err(|e| e.to_string())?;
-        if running.iter().any(|d| d.state == other) {
-            ipvs.stop_daemon(other).map_err(|e| e.to_string())?;
+    /// Asks for the sync daemon in `state`: switched in the background, in the order asked
+    /// (starting and stopping the kernel's threads takes tens of milliseconds, which the
+    /// pair's loop must not wait for).
+    fn sync_as(&self, state: SyncState) {
+        if let Some(sync) = &self.sync {
+            let _ = sync.send(state);
         }
-        if !running.iter().any(|d| d.state == state) {
-            ipvs.start_daemon(&SyncDaemon {
-                state,
-                interface: interface.clone(),
-                sync_id: *sync_id,
-            })
-            .map_err(|e| e.to_string())?;
-        }
-        Ok(())
     }
+}
+
+/// Runs the sync daemon in the last state asked for, until the pair's effects are dropped.
+fn switch_sync_daemon(states: &mpsc::Receiver<SyncState>, interface: &str, sync_id: u32) {
+    while let Ok(mut state) = states.recv() {
+        // Only the latest request matters.
+        while let Ok(later) = states.try_recv() {
+            state = later;
+        }
+        let name = match state {
+            SyncState::Master => "master",
+            SyncState::Backup => "backup",
+        };
+        if let Err(e) = sync_daemon_as(state, interface, sync_id) {
+            warn!("pair: sync daemon as {name}: {e}");
+        }
+    }
+}
+
+/// The sync daemon in `state` (the other one stopped).
+fn sync_daemon_as(state: SyncState, interface: &str, sync_id: u32) -> Result<(), String> {
+    let mut ipvs = KernelIpvs::open().map_err(|e| e.to_string())?;
+    let other = match state {
+        SyncState::Master => SyncState::Backup,
+        SyncState::Backup => SyncState::Master,
+    };
+    let running = ipvs.daemons().map_err(|e| e.to_string())?;
+    if running.iter().any(|d| d.state == other) {
+        ipvs.stop_daemon(other).map_err(|e| e.to_string())?;
+    }
+    if !running.iter().any(|d| d.state == state) {
+        ipvs.start_daemon(&SyncDaemon {
+            state,
+            interface: interface.to_string(),
+            sync_id,
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 impl Effects for BoxEffects {
     fn take_over(&mut self) -> Result<(), String> {
+        let started = Instant::now();
         let mut rtnl = KernelRtnl::open().map_err(|e| e.to_string())?;
         let mut failed = Vec::new();
         let mut added = 0;
@@ -177,10 +227,12 @@ impl Effects for BoxEffects {
                 Err(e) => failed.push(format!("VIP {address} on {device}: {e}")),
             }
         }
-        if let Err(e) = self.sync_as(SyncState::Master) {
-            failed.push(format!("sync daemon as master: {e}"));
-        }
-        info!("pair: took over {added} of {} VIP(s)", self.vips.len());
+        self.sync_as(SyncState::Master);
+        info!(
+            "pair: took over {added} of {} VIP(s) in {:.1} ms",
+            self.vips.len(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
         if failed.is_empty() {
             Ok(())
         } else {
@@ -196,9 +248,7 @@ impl Effects for BoxEffects {
                 failed.push(format!("VIP {address} on {device}: {e}"));
             }
         }
-        if let Err(e) = self.sync_as(SyncState::Backup) {
-            failed.push(format!("sync daemon as backup: {e}"));
-        }
+        self.sync_as(SyncState::Backup);
         if failed.is_empty() {
             Ok(())
         } else {

@@ -181,6 +181,42 @@ pub fn spawn(setup: Setup) -> Handle {
     Handle { commands }
 }
 
+/// The real-time priority of the pair's own thread.
+pub const REALTIME_PRIORITY: i32 = 10;
+
+/// Starts the pair on a thread of its own, at real-time priority, so that nothing else the
+/// daemon does (an IPVS round, a configuration change) delays a beat or the watchdog: `setup`
+/// runs there first (channels register with that thread's runtime) and the pair does not start
+/// when it gives None. The handle reports the pair stopped once the thread ends.
+pub fn spawn_thread(
+    setup: impl FnOnce() -> Option<Setup> + Send + 'static,
+) -> io::Result<Handle> {
+    let (commands, receiver) = mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("pair".to_string())
+        .spawn(move || {
+            if let Err(e) = crate::sys::sched::realtime(REALTIME_PRIORITY) {
+                warn!("pair: runs without real-time priority: {e}");
+            }
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    error!("pair: no runtime for the pair's thread: {e}");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                if let Some(setup) = setup() {
+                    Runner::new(setup, receiver).run().await;
+                }
+            });
+        })?;
+    Ok(Handle { commands })
+}
+
 struct Runner {
     machine: Machine,
     key: Key,

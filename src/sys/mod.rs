@@ -12,6 +12,7 @@ pub mod ping;
 pub mod power;
 pub mod process;
 pub mod rtnl;
+pub mod sched;
 pub mod signals;
 pub mod sysctl;
 pub mod tty;

@@ -128,3 +128,95 @@ fn answer(mut stream: TcpStream, body: &str) -> io::Result<()> {
     stream.write_all(response.as_bytes())?;
     stream.flush()
 }
+
+/// An echo server: every connection gets back what it sends, for as long as it stays open (the
+/// far end of long-lived client connections). Stops, closing every connection, when dropped.
+pub struct EchoServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EchoServer {
+    /// Listens on 0.0.0.0:`port` inside namespace `ns`; returns once the port is open.
+    pub fn start(ns: &str, name: &str, port: u16) -> io::Result<EchoServer> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready, started) = mpsc::channel();
+        let ns = ns.to_string();
+        let thread = {
+            let stop = Arc::clone(&stop);
+            thread::Builder::new()
+                .name(format!("echo-{name}"))
+                .spawn(move || {
+                    let listener = enter_netns(&ns).and_then(|()| {
+                        let listener =
+                            TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))?;
+                        listener.set_nonblocking(true)?;
+                        Ok(listener)
+                    });
+                    match listener {
+                        Ok(listener) => {
+                            let _ = ready.send(Ok(()));
+                            echo_all(&listener, &stop);
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                        }
+                    }
+                })?
+        };
+        match started.recv() {
+            Ok(Ok(())) => Ok(EchoServer {
+                stop,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(io::Error::other("the echo server thread died")),
+        }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Accepts until stopped; one thread per connection, each ending with the server.
+fn echo_all(listener: &TcpListener, stop: &Arc<AtomicBool>) {
+    let mut connections = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let stop = Arc::clone(stop);
+                connections.push(thread::spawn(move || {
+                    let _ = echo(stream, &stop);
+                }));
+            }
+            Err(_) => thread::sleep(POLL),
+        }
+    }
+    for connection in connections {
+        let _ = connection.join();
+    }
+}
+
+fn echo(mut stream: TcpStream, stop: &AtomicBool) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => stream.write_all(&buf[..n])?,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{setns, CloneFlags};
 
-use super::http::HttpServer;
+use super::http::{EchoServer, HttpServer};
 use super::load::{Load, LoadReport, LoadRun};
 use super::{Boot, Serial2, Vm};
 
@@ -114,6 +114,17 @@ impl Lab {
         ip(&["link", "set", tap, "netns", &self.switch]);
         ip(&["-n", &self.switch, "link", "set", tap, "master", "br0"]);
         ip(&["-n", &self.switch, "link", "set", tap, "up"]);
+    }
+
+    /// Takes `tap` (plugged, its QEMU gone) off the bridge and makes it afresh in the host's
+    /// namespace, for a new QEMU to open; `plug` then puts it back.
+    pub fn renew_tap(&mut self, tap: &str) {
+        let _ = Command::new("ip")
+            .args(["-n", &self.switch, "link", "del", tap])
+            .output();
+        let _ = Command::new("ip").args(["link", "del", tap]).output();
+        ip(&["tuntap", "add", "dev", tap, "mode", "tap"]);
+        ip(&["link", "set", tap, "up"]);
     }
 
     /// A host: a namespace with one interface `eth0` on the bridge holding `address` (CIDR).
@@ -313,6 +324,10 @@ pub struct PairSpec {
     pub no_reboot: bool,
     /// Boot the test image (with Debian's ipvsadm, to read the kernel's table independently).
     pub test_tools: bool,
+    /// Boot the test image with Debian's keepalived (the benchmark's reference).
+    pub keepalived: bool,
+    /// Guest memory in MB, when not qemu/run's default.
+    pub memory: Option<u32>,
 }
 
 impl PairSpec {
@@ -326,6 +341,8 @@ impl PairSpec {
             vips: vec![VIP.to_string()],
             no_reboot: false,
             test_tools: false,
+            keepalived: false,
+            memory: None,
         }
     }
 
@@ -336,10 +353,12 @@ impl PairSpec {
     }
 }
 
-/// A real server: a namespace with an HTTP server that names it.
+/// A real server: a namespace with an HTTP server that names it, and an echo server once
+/// asked for.
 struct RealServer {
     ns: String,
     http: Option<HttpServer>,
+    echo: Option<EchoServer>,
 }
 
 /// Two director VMs, A and B, on three bridges (public: eth0, heartbeat: eth1, private: eth2),
@@ -349,6 +368,9 @@ pub struct Pair {
     // Dropped in this order: the servers and VMs before the networks they sit on.
     servers: BTreeMap<String, RealServer>,
     vms: Vec<Vm>,
+    /// How each VM was booted, its directory and its taps (eth0, eth1, eth2): `restart` boots
+    /// it again the same way.
+    boots: Vec<(PathBuf, Boot, [String; 3])>,
     client: String,
     vips: Vec<String>,
     tag: String,
@@ -372,7 +394,7 @@ impl Pair {
 
         let cable = spec.dir.join("ttyS1.sock");
         let mut vms = Vec::new();
-        let mut taps = Vec::new();
+        let mut boots = Vec::new();
         for node in Node::BOTH {
             let dir = spec.dir.join(node.letter());
             let _ = fs::remove_dir_all(&dir);
@@ -392,22 +414,22 @@ impl Pair {
                 Node::A => Serial2::Listen(cable.clone()),
                 Node::B => Serial2::Connect(cable.clone()),
             };
-            vms.push(Vm::boot(
-                &dir,
-                Boot {
-                    no_reboot: spec.no_reboot,
-                    test_tools: spec.test_tools,
-                    config: Some(config),
-                    taps: Some((eth[0].clone(), eth[1].clone())),
-                    tap2: Some(eth[2].clone()),
-                    mac_prefix: Some(node.mac_prefix()),
-                    serial2: Some(serial2),
-                    ..Boot::default()
-                },
-            ));
-            taps.push(eth);
+            let boot = Boot {
+                no_reboot: spec.no_reboot,
+                test_tools: spec.test_tools,
+                keepalived: spec.keepalived,
+                memory: spec.memory,
+                config: Some(config),
+                taps: Some((eth[0].clone(), eth[1].clone())),
+                tap2: Some(eth[2].clone()),
+                mac_prefix: Some(node.mac_prefix()),
+                serial2: Some(serial2),
+                ..Boot::default()
+            };
+            vms.push(Vm::boot(&dir, boot.clone()));
+            boots.push((dir, boot, eth));
         }
-        for (vm, eth) in vms.iter_mut().zip(&taps) {
+        for (vm, (_, _, eth)) in vms.iter_mut().zip(&boots) {
             public.plug_checking(&eth[0], || vm.check_running());
             heartbeat.plug_checking(&eth[1], || vm.check_running());
             private.plug_checking(&eth[2], || vm.check_running());
@@ -415,6 +437,7 @@ impl Pair {
         Pair {
             servers: BTreeMap::new(),
             vms,
+            boots,
             client,
             vips: spec.vips,
             tag,
@@ -457,6 +480,28 @@ impl Pair {
     /// Pulls `node`'s plug: QEMU is killed at once.
     pub fn power_kill(&mut self, node: Node) {
         self.vm(node).power_kill();
+    }
+
+    /// Powers `node` on again after `power_kill` (killing it first if it still runs): the same
+    /// taps, cable, data disk and configuration disk. The console log so far is kept as
+    /// `console-N.log`. Returns once QEMU holds its NICs; `wait_ready` waits for the boot.
+    pub fn restart(&mut self, node: Node) {
+        let i = node.index();
+        self.vms[i].power_kill();
+        let (dir, boot, eth) = self.boots[i].clone();
+        let mut n = 1;
+        while dir.join(format!("console-{n}.log")).exists() {
+            n += 1;
+        }
+        let _ = fs::rename(dir.join("console.log"), dir.join(format!("console-{n}.log")));
+        self.public.renew_tap(&eth[0]);
+        self.heartbeat.renew_tap(&eth[1]);
+        self.private.renew_tap(&eth[2]);
+        let mut vm = Vm::boot(&dir, boot);
+        self.public.plug_checking(&eth[0], || vm.check_running());
+        self.heartbeat.plug_checking(&eth[1], || vm.check_running());
+        self.private.plug_checking(&eth[2], || vm.check_running());
+        self.vms[i] = vm;
     }
 
     /// Freezes `node` (a hang: nothing runs, nothing answers) until `resume`.
@@ -530,6 +575,7 @@ impl Pair {
             RealServer {
                 ns: ns.clone(),
                 http: None,
+                echo: None,
             },
         );
         self.start_http(name);
@@ -556,6 +602,17 @@ impl Pair {
             let http = HttpServer::start(&server.ns, name, 80)
                 .unwrap_or_else(|e| panic!("start the HTTP server of {name}: {e}"));
             server.http = Some(http);
+        }
+    }
+
+    /// Starts an echo server on `name`'s `port` (every line comes back): the far end of
+    /// long-lived client connections.
+    pub fn start_echo(&mut self, name: &str, port: u16) {
+        let server = self.server(name);
+        if server.echo.is_none() {
+            let echo = EchoServer::start(&server.ns, name, port)
+                .unwrap_or_else(|e| panic!("start the echo server of {name}: {e}"));
+            server.echo = Some(echo);
         }
     }
 

@@ -277,3 +277,240 @@ fn get(target: SocketAddr, timeout: Duration) -> Result<String, String> {
     }
     Ok(server.to_string())
 }
+
+/// A paced load: a request starts every `interval` whatever the others are doing (up to
+/// `workers` under way at once), so that an outage shows to within an interval; it stops by
+/// itself after `duration`.
+#[derive(Clone, Debug)]
+pub struct Paced {
+    pub target: SocketAddr,
+    pub interval: Duration,
+    pub duration: Duration,
+    /// Connect timeout, and read/write timeout, of each request.
+    pub timeout: Duration,
+    pub workers: u32,
+}
+
+impl Paced {
+    /// A GET every `interval` for `duration`, each with a 1 s timeout.
+    pub fn new(target: &str, interval: Duration, duration: Duration) -> Paced {
+        let timeout = Duration::from_secs(1);
+        Paced {
+            target: target
+                .parse()
+                .unwrap_or_else(|e| panic!("load target {target:?} is not IP:PORT: {e}")),
+            interval,
+            duration,
+            timeout,
+            // Enough that a worker's next request is due after its last one timed out.
+            workers: u32::try_from(timeout.as_nanos() / interval.as_nanos().max(1))
+                .unwrap_or(u32::MAX)
+                .saturating_add(2)
+                .min(512),
+        }
+    }
+}
+
+/// One request of a paced load.
+struct Sample {
+    end: Instant,
+    result: Result<String, String>,
+}
+
+/// What a paced load saw.
+#[derive(Clone, Debug, Default)]
+pub struct PacedReport {
+    pub requests: u32,
+    pub successes: u32,
+    pub failures: u32,
+    pub errors: BTreeMap<String, u32>,
+    pub servers: BTreeMap<String, u32>,
+    /// The longest span between two successive answers (by the time they arrived): what a
+    /// client saw of an outage, to within the interval.
+    pub longest_outage: Duration,
+    /// When that span began, from the start of the load.
+    pub outage_began: Duration,
+}
+
+impl fmt::Display for PacedReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let errors: Vec<String> = self
+            .errors
+            .iter()
+            .map(|(kind, n)| format!("{kind} x{n}"))
+            .collect();
+        write!(
+            f,
+            "{} requests, {} answered, {} failed{}{}; longest time without an answer {:.3} s (from {:.3} s)",
+            self.requests,
+            self.successes,
+            self.failures,
+            if errors.is_empty() { "" } else { ": " },
+            errors.join(", "),
+            self.longest_outage.as_secs_f64(),
+            self.outage_began.as_secs_f64()
+        )
+    }
+}
+
+/// A paced load running on its workers.
+pub struct PacedRun {
+    start: Instant,
+    workers: Vec<JoinHandle<io::Result<Vec<Sample>>>>,
+}
+
+impl PacedRun {
+    /// Starts `load` from namespace `ns`.
+    pub fn start(ns: &str, load: &Paced) -> io::Result<PacedRun> {
+        let start = Instant::now() + Duration::from_millis(50);
+        let mut workers = Vec::new();
+        for first in 0..load.workers {
+            let ns = ns.to_string();
+            let load = load.clone();
+            workers.push(
+                thread::Builder::new()
+                    .name(format!("paced-{first}"))
+                    .spawn(move || {
+                        enter_netns(&ns)?;
+                        let mut samples = Vec::new();
+                        let mut n = first;
+                        loop {
+                            let due = start + load.interval * n;
+                            if due.duration_since(start) >= load.duration {
+                                return Ok(samples);
+                            }
+                            let now = Instant::now();
+                            if due > now {
+                                thread::sleep(due - now);
+                            }
+                            let result = get(load.target, load.timeout);
+                            samples.push(Sample {
+                                end: Instant::now(),
+                                result,
+                            });
+                            n += load.workers;
+                        }
+                    })?,
+            );
+        }
+        Ok(PacedRun { start, workers })
+    }
+
+    /// Waits for the load to end by itself and returns its report.
+    pub fn wait(self) -> PacedReport {
+        let mut report = PacedReport::default();
+        let mut answers = Vec::new();
+        let mut last_end: Option<Instant> = None;
+        for worker in self.workers {
+            let samples = match worker.join() {
+                Ok(Ok(samples)) => samples,
+                Ok(Err(e)) => panic!("a load worker could not start: {e}"),
+                Err(_) => panic!("a load worker panicked"),
+            };
+            for sample in samples {
+                report.requests += 1;
+                last_end = last_end.max(Some(sample.end));
+                match sample.result {
+                    Ok(server) => {
+                        report.successes += 1;
+                        *report.servers.entry(server).or_default() += 1;
+                        answers.push(sample.end);
+                    }
+                    Err(kind) => {
+                        report.failures += 1;
+                        *report.errors.entry(kind).or_default() += 1;
+                    }
+                }
+            }
+        }
+        answers.sort();
+        // Failing to the end counts up to the end of the last request.
+        if let Some(end) = last_end {
+            answers.push(end);
+        }
+        for pair in answers.windows(2) {
+            let gap = pair[1] - pair[0];
+            if gap > report.longest_outage {
+                report.longest_outage = gap;
+                report.outage_began = pair[0].saturating_duration_since(self.start);
+            }
+        }
+        report
+    }
+}
+
+/// Long-lived client connections: each sends a line now and then and expects it back.
+pub struct Streams {
+    streams: Vec<Option<TcpStream>>,
+    sent: u64,
+}
+
+impl Streams {
+    /// Opens `n` connections to `target` from namespace `ns`.
+    pub fn open(ns: &str, target: &str, n: usize) -> io::Result<Streams> {
+        let target: SocketAddr = target
+            .parse()
+            .map_err(|e| io::Error::other(format!("{target:?} is not IP:PORT: {e}")))?;
+        let ns = ns.to_string();
+        let streams = thread::spawn(move || -> io::Result<Vec<TcpStream>> {
+            enter_netns(&ns)?;
+            (0..n)
+                .map(|_| TcpStream::connect_timeout(&target, Duration::from_secs(2)))
+                .collect()
+        })
+        .join()
+        .map_err(|_| io::Error::other("the connecting thread panicked"))??;
+        Ok(Streams {
+            streams: streams.into_iter().map(Some).collect(),
+            sent: 0,
+        })
+    }
+
+    /// One exchange on every connection still open: a line out, the same line back before
+    /// `deadline` passes. A connection that fails is closed. Returns how many answered.
+    pub fn exchange(&mut self, within: Duration) -> usize {
+        self.sent += 1;
+        let deadline = Instant::now() + within;
+        for (i, slot) in self.streams.iter_mut().enumerate() {
+            let line = format!("stream {i} line {}\n", self.sent);
+            if let Some(stream) = slot {
+                if stream.write_all(line.as_bytes()).is_err() {
+                    *slot = None;
+                }
+            }
+        }
+        let mut answered = 0;
+        for (i, slot) in self.streams.iter_mut().enumerate() {
+            let line = format!("stream {i} line {}\n", self.sent);
+            let Some(stream) = slot else { continue };
+            if read_line_until(stream, line.len(), deadline).as_deref() == Some(line.as_bytes()) {
+                answered += 1;
+            } else {
+                *slot = None;
+            }
+        }
+        answered
+    }
+
+    /// Connections still open.
+    pub fn open_count(&self) -> usize {
+        self.streams.iter().filter(|s| s.is_some()).count()
+    }
+}
+
+fn read_line_until(stream: &mut TcpStream, len: usize, deadline: Instant) -> Option<Vec<u8>> {
+    let mut got = Vec::with_capacity(len);
+    let mut buf = [0u8; 256];
+    while got.len() < len {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok()?;
+        let want = (len - got.len()).min(buf.len());
+        match stream.read(&mut buf[..want]) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(got)
+}

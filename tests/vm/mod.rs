@@ -35,7 +35,7 @@ pub struct Vm {
 }
 
 /// How to boot.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Boot {
     pub no_reboot: bool,
     pub no_data: bool,
@@ -57,9 +57,12 @@ pub struct Boot {
     pub serial2: Option<Serial2>,
     /// Guest memory in MB (`qemu/run --memory`); QEMU's default for the image when None.
     pub memory: Option<u32>,
+    /// Boot the test image with Debian's keepalived (`qemu/run --keepalived`).
+    pub keepalived: bool,
 }
 
 /// Which end of the null-modem cable a VM's ttyS1 is.
+#[derive(Clone)]
 pub enum Serial2 {
     /// QEMU listens on this socket (and does not wait for the peer).
     Listen(PathBuf),
@@ -192,6 +195,9 @@ impl Vm {
         }
         if boot.test_tools {
             command.arg("--test-tools");
+        }
+        if boot.keepalived {
+            command.arg("--keepalived");
         }
         if let Some(append) = &boot.append {
             command.arg("--append").arg(append);
