@@ -11,9 +11,13 @@
 
 mod vm;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use vm::lab::{node_config, Node, Pair, PairSpec, CLIENT, READY, VIP};
+use vm::lab::{
+    dr_virtual_servers, node_config, other, pair_node_config, Node, Pair, PairSpec, CLIENT, READY,
+    VIP,
+};
 use vm::load::{Paced, PacedRun, Streams};
 use vm::test_dir;
 
@@ -90,43 +94,9 @@ fn keepalived_version() -> String {
         .unwrap_or_else(|| "?".to_string())
 }
 
-/// The virtual servers both contenders run: HTTP and echo on the VIP, direct routing.
-fn director_services() -> String {
-    let servers: Vec<String> = REAL_SERVERS
-        .iter()
-        .map(|(name, address)| format!("{{ name = \"{name}\", address = \"{address}\" }}"))
-        .collect();
-    let servers = servers.join(", ");
-    format!(
-        r#"
-[[virtual_servers]]
-name = "web"
-vip = "{VIP}"
-port = 80
-scheduler = "rr"
-forwarding = "dr"
-real_servers = [ {servers} ]
-
-[[virtual_servers]]
-name = "echo"
-vip = "{VIP}"
-port = {ECHO}
-scheduler = "rr"
-forwarding = "dr"
-real_servers = [ {servers} ]
-"#
-    )
-}
-
 fn director_config(node: Node, keepalive: u32, deadtime: u32) -> String {
-    let (role, peer) = match node {
-        Node::A => ("primary", Node::B),
-        Node::B => ("backup", Node::A),
-    };
-    let base = node_config(node, false).replace(
-        &format!("hostname = \"lvs-{}\"\n", node.letter()),
-        &format!("hostname = \"lvs-{}\"\nrole = \"{role}\"\n", node.letter()),
-    );
+    let base = pair_node_config(node);
+    let peer = other(node);
     format!(
         r#"{base}{services}
 [pair]
@@ -140,7 +110,7 @@ udp = {{ interface = "eth1" }}
 serial = {{ device = "ttyS1", baud = 115200 }}
 watchdog = {{ timeout = "10s" }}
 "#,
-        services = director_services(),
+        services = dr_virtual_servers(&[("web", 80), ("echo", ECHO)], &REAL_SERVERS),
         peer = peer.heartbeat(),
     )
 }
@@ -201,11 +171,19 @@ fn base64(bytes: &[u8]) -> String {
 /// Starts keepalived on `node` (its director runs no pair and no virtual servers).
 fn start_keepalived(pair: &mut Pair, node: Node, advert_cs: u32) {
     let conf = base64(keepalived_config(node, advert_cs).as_bytes());
-    pair.sh(node, "mkdir -p /etc/keepalived && : > /tmp/keepalived.b64", SHORT);
+    pair.sh(
+        node,
+        "mkdir -p /etc/keepalived && : > /tmp/keepalived.b64",
+        SHORT,
+    );
     // In pieces: the console's line is short.
     for piece in conf.as_bytes().chunks(200) {
         let piece = String::from_utf8_lossy(piece);
-        pair.sh(node, &format!("echo -n {piece} >> /tmp/keepalived.b64"), SHORT);
+        pair.sh(
+            node,
+            &format!("echo -n {piece} >> /tmp/keepalived.b64"),
+            SHORT,
+        );
     }
     let out = pair.sh(
         node,
@@ -228,10 +206,24 @@ fn count(pair: &mut Pair, node: Node, needle: &str) -> usize {
         .count()
 }
 
-fn other(node: Node) -> Node {
-    match node {
-        Node::A => Node::B,
-        Node::B => Node::A,
+/// Planned switch-overs of each kind per contender.
+const PLANNED_ROUNDS: u32 = 5;
+
+/// A planned switch-over.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Planned {
+    /// `director ctl takeover` on the standby.
+    Takeover,
+    /// `poweroff` on the active.
+    Shutdown,
+}
+
+impl Planned {
+    fn label(self) -> &'static str {
+        match self {
+            Planned::Takeover => "takeover asked on the standby",
+            Planned::Shutdown => "clean shutdown of the active",
+        }
     }
 }
 
@@ -247,6 +239,8 @@ struct Figures {
     missed: usize,
     failed_requests: u32,
     requests: u32,
+    /// Per kind of planned switch-over: rounds, failed requests, requests, longest outage.
+    planned: BTreeMap<&'static str, (u32, u32, u32, Duration)>,
 }
 
 fn run(contender: Contender, kills: usize, tag: &str) -> Figures {
@@ -294,6 +288,7 @@ fn run(contender: Contender, kills: usize, tag: &str) -> Figures {
         missed: 0,
         failed_requests: 0,
         requests: 0,
+        planned: BTreeMap::new(),
     };
     let mut active = Node::A;
     // Takeovers seen so far on each node's console since its last boot.
@@ -354,6 +349,54 @@ fn run(contender: Contender, kills: usize, tag: &str) -> Figures {
     let last = other(active);
     let now = count(&mut pair, last, contender.became_active());
     figures.false_failovers += now - seen[index(last)];
+
+    // Planned switch-overs under the same load: a takeover asked on the standby (the
+    // director's `ctl takeover`; keepalived has no such command), and a clean shutdown of the
+    // active (`poweroff`: the director hands over, keepalived sends its priority 0).
+    let mut ways = vec![Planned::Shutdown];
+    if matches!(contender, Contender::Director { .. }) {
+        ways.insert(0, Planned::Takeover);
+    }
+    for way in ways {
+        for round in 1..=PLANNED_ROUNDS {
+            let standby = other(active);
+            let load = PacedRun::start(
+                pair.client(),
+                &Paced::new(&format!("{VIP}:80"), LOAD_INTERVAL, contender.load_for()),
+            )
+            .unwrap_or_else(|e| panic!("{way:?} {round}: start the load: {e}"));
+            std::thread::sleep(KILL_AFTER);
+            match way {
+                Planned::Takeover => {
+                    let said = pair.sh(standby, "director ctl takeover", SHORT);
+                    assert!(said.starts_with("takeover asked"), "{said}");
+                }
+                Planned::Shutdown => pair.vm(active).send("poweroff"),
+            }
+            let report = load.wait();
+            eprintln!("{name}: {way:?} {round}: {report}");
+            let row = figures
+                .planned
+                .entry(way.label())
+                .or_insert((0, 0, 0, Duration::ZERO));
+            row.0 += 1;
+            row.1 += report.failures;
+            row.2 += report.requests;
+            row.3 = row.3.max(report.longest_outage);
+            if way == Planned::Shutdown {
+                pair.vm(active).wait_exit(SHORT);
+                pair.restart(active);
+                pair.logged(active, READY, BOOT);
+                if let Contender::Keepalived { advert_cs } = contender {
+                    start_keepalived(&mut pair, active, advert_cs);
+                }
+                pair.logged(active, contender.stands_by(), SHORT);
+            } else {
+                pair.logged(active, "active -> standby", SHORT);
+            }
+            active = standby;
+        }
+    }
     figures
 }
 
@@ -398,6 +441,22 @@ fn print(figures: &[Figures]) {
             format!("{kept}/{held}"),
             format!("{}/{}", f.failed_requests, f.requests),
         );
+    }
+    println!(
+        "| {:<52} | {:<30} | {:>6} | {:>15} | {:>9} |",
+        "planned switch-over", "how", "rounds", "failed requests", "longest"
+    );
+    for f in figures {
+        for (how, (rounds, failed, requests, longest)) in &f.planned {
+            println!(
+                "| {:<52} | {:<30} | {:>6} | {:>15} | {:>7.3} s |",
+                f.name,
+                how,
+                rounds,
+                format!("{failed}/{requests}"),
+                longest.as_secs_f64()
+            );
+        }
     }
     for f in figures {
         let all: Vec<String> = f

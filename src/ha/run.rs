@@ -188,9 +188,7 @@ pub const REALTIME_PRIORITY: i32 = 10;
 /// daemon does (an IPVS round, a configuration change) delays a beat or the watchdog: `setup`
 /// runs there first (channels register with that thread's runtime) and the pair does not start
 /// when it gives None. The handle reports the pair stopped once the thread ends.
-pub fn spawn_thread(
-    setup: impl FnOnce() -> Option<Setup> + Send + 'static,
-) -> io::Result<Handle> {
+pub fn spawn_thread(setup: impl FnOnce() -> Option<Setup> + Send + 'static) -> io::Result<Handle> {
     let (commands, receiver) = mpsc::unbounded_channel();
     std::thread::Builder::new()
         .name("pair".to_string())

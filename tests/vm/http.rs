@@ -91,13 +91,17 @@ impl Drop for HttpServer {
     }
 }
 
-fn serve(listener: &TcpListener, body: &str, stop: &AtomicBool, served: &AtomicU64) {
+fn serve(listener: &TcpListener, body: &str, stop: &AtomicBool, served: &Arc<AtomicU64>) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
-                if answer(stream, body).is_ok() {
-                    served.fetch_add(1, Ordering::Relaxed);
-                }
+                // A thread per request: a client that never sends its request (its packets
+                // lost with a director) must not hold up the others.
+                let body = body.to_string();
+                let served = Arc::clone(served);
+                thread::spawn(move || {
+                    let _ = answer(stream, &body, &served);
+                });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(POLL),
             // A connection that went away before it was accepted, or out of descriptors for a
@@ -107,8 +111,9 @@ fn serve(listener: &TcpListener, body: &str, stop: &AtomicBool, served: &AtomicU
     }
 }
 
-/// Reads the request head (whatever it is) and answers 200 with the body.
-fn answer(mut stream: TcpStream, body: &str) -> io::Result<()> {
+/// Reads the request head (whatever it is) and answers 200 with the body; counts the request
+/// as served before the answer leaves (a client that has it finds it counted).
+fn answer(mut stream: TcpStream, body: &str, served: &AtomicU64) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
     stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
@@ -125,6 +130,7 @@ fn answer(mut stream: TcpStream, body: &str) -> io::Result<()> {
         "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
+    served.fetch_add(1, Ordering::Relaxed);
     stream.write_all(response.as_bytes())?;
     stream.flush()
 }
@@ -214,7 +220,11 @@ fn echo(mut stream: TcpStream, stop: &AtomicBool) -> io::Result<()> {
         match stream.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => stream.write_all(&buf[..n])?,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(e),
         }
     }

@@ -6,9 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::sched::{setns, CloneFlags};
@@ -308,6 +312,44 @@ allowed = []
     )
 }
 
+/// `node_config` for a pair: A is the primary, B the backup (`node.role`).
+pub fn pair_node_config(node: Node) -> String {
+    let role = match node {
+        Node::A => "primary",
+        Node::B => "backup",
+    };
+    node_config(node, false).replace(
+        &format!("hostname = \"lvs-{}\"\n", node.letter()),
+        &format!("hostname = \"lvs-{}\"\nrole = \"{role}\"\n", node.letter()),
+    )
+}
+
+/// The other node of the pair.
+pub fn other(node: Node) -> Node {
+    match node {
+        Node::A => Node::B,
+        Node::B => Node::A,
+    }
+}
+
+/// `[[virtual_servers]]` sections: one per (name, port) on the VIP, direct routing, round
+/// robin, each with all of `real_servers` (name, address).
+pub fn dr_virtual_servers(services: &[(&str, u16)], real_servers: &[(&str, &str)]) -> String {
+    let servers: Vec<String> = real_servers
+        .iter()
+        .map(|(name, address)| format!("{{ name = \"{name}\", address = \"{address}\" }}"))
+        .collect();
+    let servers = servers.join(", ");
+    services
+        .iter()
+        .map(|(name, port)| {
+            format!(
+                "\n[[virtual_servers]]\nname = \"{name}\"\nvip = \"{VIP}\"\nport = {port}\nscheduler = \"rr\"\nforwarding = \"dr\"\nreal_servers = [ {servers} ]\n"
+            )
+        })
+        .collect()
+}
+
 /// How to build a pair lab; `PairSpec::new` fills in the defaults.
 pub struct PairSpec {
     /// Names everything: namespaces `TAG-sw…`, `TAG-client`, `TAG-rs1`, taps `TAGp-a`, …
@@ -368,6 +410,8 @@ pub struct Pair {
     // Dropped in this order: the servers and VMs before the networks they sit on.
     servers: BTreeMap<String, RealServer>,
     vms: Vec<Vm>,
+    /// The null-modem cable between the VMs' ttyS1.
+    cable: Cable,
     /// How each VM was booted, its directory and its taps (eth0, eth1, eth2): `restart` boots
     /// it again the same way.
     boots: Vec<(PathBuf, Boot, [String; 3])>,
@@ -392,7 +436,7 @@ impl Pair {
         let client = format!("{tag}-client");
         public.host_in(&client, "client", &format!("{CLIENT}/24"));
 
-        let cable = spec.dir.join("ttyS1.sock");
+        let ends = [spec.dir.join("a-ttyS1.sock"), spec.dir.join("b-ttyS1.sock")];
         let mut vms = Vec::new();
         let mut boots = Vec::new();
         for node in Node::BOTH {
@@ -410,10 +454,7 @@ impl Pair {
                 heartbeat.tap(node.letter()),
                 private.tap(node.letter()),
             ];
-            let serial2 = match node {
-                Node::A => Serial2::Listen(cable.clone()),
-                Node::B => Serial2::Connect(cable.clone()),
-            };
+            let serial2 = Serial2::Listen(ends[node.index()].clone());
             let boot = Boot {
                 no_reboot: spec.no_reboot,
                 test_tools: spec.test_tools,
@@ -434,9 +475,11 @@ impl Pair {
             heartbeat.plug_checking(&eth[1], || vm.check_running());
             private.plug_checking(&eth[2], || vm.check_running());
         }
+        let cable = Cable::join(ends);
         Pair {
             servers: BTreeMap::new(),
             vms,
+            cable,
             boots,
             client,
             vips: spec.vips,
@@ -472,6 +515,30 @@ impl Pair {
         }
     }
 
+    /// Where `node`'s console is now: `logged_after` looks only past it.
+    pub fn mark(&mut self, node: Node) -> usize {
+        self.vm(node).console().len()
+    }
+
+    /// `logged`, for a line that comes after `mark`.
+    pub fn logged_after(&mut self, node: Node, mark: usize, needle: &str, timeout: Duration) {
+        let start = Instant::now();
+        while !self
+            .vm(node)
+            .console()
+            .get(mark..)
+            .unwrap_or("")
+            .contains(needle)
+        {
+            if start.elapsed() > timeout {
+                self.vm(node).fail(&format!(
+                    "director {node:?} never logged `{needle}` (after the mark)"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Runs a shell command on `node`'s console and returns its output.
     pub fn sh(&mut self, node: Node, command: &str, timeout: Duration) -> String {
         self.vm(node).sh(command, timeout)
@@ -493,7 +560,10 @@ impl Pair {
         while dir.join(format!("console-{n}.log")).exists() {
             n += 1;
         }
-        let _ = fs::rename(dir.join("console.log"), dir.join(format!("console-{n}.log")));
+        let _ = fs::rename(
+            dir.join("console.log"),
+            dir.join(format!("console-{n}.log")),
+        );
         self.public.renew_tap(&eth[0]);
         self.heartbeat.renew_tap(&eth[1]);
         self.private.renew_tap(&eth[2]);
@@ -520,6 +590,30 @@ impl Pair {
 
     pub fn restore_link(&mut self, node: Node, nic: Nic) {
         self.vm(node).set_link(nic.index(), true);
+    }
+
+    /// Cuts the null-modem cable (bytes sent on either end are lost) until `restore_serial`.
+    pub fn cut_serial(&self) {
+        self.cable.cut.store(true, Ordering::Relaxed);
+    }
+
+    pub fn restore_serial(&self) {
+        self.cable.cut.store(false, Ordering::Relaxed);
+    }
+
+    /// Writes `bytes` into `node`'s end of the cable, as line noise would.
+    pub fn serial_noise(&self, node: Node, bytes: &[u8]) {
+        if let Ok(mut queue) = self.cable.noise.lock() {
+            queue.push((node.index(), bytes.to_vec()));
+        }
+    }
+
+    /// A host on the heartbeat network (a namespace named after the pair's tag and `name`),
+    /// `address` with its prefix. Returns its namespace.
+    pub fn heartbeat_host(&mut self, name: &str, address: &str) -> String {
+        let ns = format!("{}-{name}", self.tag);
+        self.heartbeat.host_in(&ns, name, address);
+        ns
     }
 
     /// The client's namespace (192.0.2.10 on the public network).
@@ -676,6 +770,93 @@ impl Drop for Pair {
         for vm in &mut self.vms {
             vm.power_kill();
         }
+    }
+}
+
+/// Bytes for one end of the cable (0: A, 1: B).
+type Noise = (usize, Vec<u8>);
+
+/// The null-modem cable: each VM's ttyS1 listens on a unix socket, and a thread joins the two,
+/// copying bytes both ways unless cut. A VM booted again is joined again.
+struct Cable {
+    cut: Arc<AtomicBool>,
+    /// Bytes to write to an end (0: A, 1: B), as line noise would.
+    noise: Arc<Mutex<Vec<Noise>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Cable {
+    fn join(ends: [PathBuf; 2]) -> Cable {
+        let cut = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let noise = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let cut = Arc::clone(&cut);
+            let stop = Arc::clone(&stop);
+            let noise = Arc::clone(&noise);
+            std::thread::spawn(move || relay(&ends, &cut, &noise, &stop))
+        };
+        Cable {
+            cut,
+            noise,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Cable {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Copies between the two ends until stopped, connecting (again) to an end that is not (or no
+/// longer) there; polls every millisecond.
+fn relay(ends: &[PathBuf; 2], cut: &AtomicBool, noise: &Mutex<Vec<Noise>>, stop: &AtomicBool) {
+    let mut sockets: [Option<UnixStream>; 2] = [None, None];
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        for (i, end) in ends.iter().enumerate() {
+            if sockets[i].is_none() {
+                sockets[i] = UnixStream::connect(end)
+                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                    .ok();
+            }
+        }
+        let queued: Vec<Noise> = noise
+            .lock()
+            .map(|mut queue| queue.drain(..).collect())
+            .unwrap_or_default();
+        for (to, bytes) in queued {
+            if let Some(socket) = sockets[to].as_mut() {
+                let _ = socket.write_all(&bytes);
+            }
+        }
+        for from in 0..2 {
+            let Some(socket) = sockets[from].as_mut() else {
+                continue;
+            };
+            match socket.read(&mut buf) {
+                Ok(0) => sockets[from] = None,
+                Ok(n) => {
+                    if !cut.load(Ordering::Relaxed) {
+                        if let Some(to) = sockets[1 - from].as_mut() {
+                            if to.write_all(&buf[..n]).is_err() {
+                                sockets[1 - from] = None;
+                            }
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => sockets[from] = None,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -313,6 +313,7 @@ impl Paced {
 
 /// One request of a paced load.
 struct Sample {
+    start: Instant,
     end: Instant,
     result: Result<String, String>,
 }
@@ -383,8 +384,10 @@ impl PacedRun {
                             if due > now {
                                 thread::sleep(due - now);
                             }
+                            let begun = Instant::now();
                             let result = get(load.target, load.timeout);
                             samples.push(Sample {
+                                start: begun,
                                 end: Instant::now(),
                                 result,
                             });
@@ -400,7 +403,8 @@ impl PacedRun {
     pub fn wait(self) -> PacedReport {
         let mut report = PacedReport::default();
         let mut answers = Vec::new();
-        let mut last_end: Option<Instant> = None;
+        // The last request started, and whether it was answered.
+        let mut last: Option<(Instant, bool)> = None;
         for worker in self.workers {
             let samples = match worker.join() {
                 Ok(Ok(samples)) => samples,
@@ -409,7 +413,9 @@ impl PacedRun {
             };
             for sample in samples {
                 report.requests += 1;
-                last_end = last_end.max(Some(sample.end));
+                if last.is_none_or(|(start, _)| sample.start > start) {
+                    last = Some((sample.start, sample.result.is_ok()));
+                }
                 match sample.result {
                     Ok(server) => {
                         report.successes += 1;
@@ -424,9 +430,11 @@ impl PacedRun {
             }
         }
         answers.sort();
-        // Failing to the end counts up to the end of the last request.
-        if let Some(end) = last_end {
-            answers.push(end);
+        // A load that ended failing: the outage lasted at least until its last request began.
+        if let Some((start, false)) = last {
+            if answers.last().is_some_and(|answer| start > *answer) {
+                answers.push(start);
+            }
         }
         for pair in answers.windows(2) {
             let gap = pair[1] - pair[0];
