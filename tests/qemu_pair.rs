@@ -82,6 +82,90 @@ fn client_reaches_vip(pair: &vm::lab::Pair, tries: u32) -> bool {
     (0..tries).any(|_| in_ns(pair.client(), &["ping", "-c", "1", "-W", "1", VIP]).0)
 }
 
+/// A change made on either node reaches the other over the heartbeat link: the virtual
+/// servers move, each box keeps its own name and addresses, and both say what they run.
+fn replication(pair: &mut vm::lab::Pair) {
+    // Provisioned alike: the same shared part on both.
+    for node in [Node::A, Node::B] {
+        let status = pair.sh(node, "director ctl status", SHORT);
+        assert!(
+            status.contains("configuration: revision 1, shared part serial 1"),
+            "{status}"
+        );
+        assert!(status.contains("the same as the peer's"), "{status}");
+    }
+    let started = Instant::now();
+    let set = pair.sh(
+        Node::A,
+        "director config --author alice set virtual_servers.web.scheduler wlc",
+        SHORT,
+    );
+    assert_eq!(set, "revision 2");
+    pair.logged(
+        Node::B,
+        "pair: took the peer's configuration (serial 2",
+        SHORT,
+    );
+    println!(
+        "replication: A's change in force on B {:.2} s after it was made (the shell's round trip included)",
+        started.elapsed().as_secs_f64()
+    );
+    let shown = pair.sh(Node::B, "director config show", SHORT);
+    assert!(shown.contains("scheduler = \"wlc\""), "{shown}");
+    assert!(
+        shown.contains("hostname = \"lvs-b\""),
+        "B keeps its name: {shown}"
+    );
+    assert!(shown.contains("# revision 2: "), "{shown}");
+    assert!(shown.contains("by peer "), "{shown}");
+    let deadline = Instant::now() + SHORT;
+    while !pair
+        .sh(Node::B, "director ctl ipvs", SHORT)
+        .contains(&format!("{VIP}:80 wlc"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "B's IPVS table never had the change"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // And back: a change on the standby reaches the active.
+    let set = pair.sh(
+        Node::B,
+        "director config --author bob set virtual_servers.echo.scheduler lc",
+        SHORT,
+    );
+    assert_eq!(set, "revision 3");
+    pair.logged(
+        Node::A,
+        "pair: took the peer's configuration (serial 3",
+        SHORT,
+    );
+    let shown = pair.sh(Node::A, "director config show", SHORT);
+    assert!(shown.contains("scheduler = \"lc\""), "{shown}");
+    assert!(shown.contains("scheduler = \"wlc\""), "{shown}");
+    assert!(
+        shown.contains("hostname = \"lvs-a\""),
+        "A keeps its name: {shown}"
+    );
+    for node in [Node::A, Node::B] {
+        let wanted = "configuration: revision 3, shared part serial 3";
+        let deadline = Instant::now() + SHORT;
+        loop {
+            let status = pair.sh(node, "director ctl status", SHORT);
+            if status.contains(wanted) && status.contains("the same as the peer's") {
+                assert!(status.contains("revision 3 (shared serial 3"), "{status}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{node:?}: {status}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    // The control plane's change did not move the VIP.
+    assert!(holds_vip(pair, Node::A));
+}
+
 #[test]
 #[ignore = "boots two VMs under QEMU on bridges (root): run by scripts/test"]
 fn the_pair_holds_the_vip_on_one_node_and_fails_over() {
@@ -125,6 +209,8 @@ fn the_pair_holds_the_vip_on_one_node_and_fails_over() {
     pair.sh(Node::A, "director ctl takeover", SHORT);
     pair.logged(Node::A, "standby -> active", SHORT);
     assert!(holds_vip(&mut pair, Node::A), "A holds the VIP again");
+
+    replication(&mut pair);
 
     // One heartbeat channel cut: a warning on both sides, no failover.
     pair.cut_link(Node::B, Nic::Eth1);

@@ -4,6 +4,7 @@
 pub mod delta;
 pub mod import;
 pub mod model;
+pub mod replica;
 pub mod store;
 pub mod types;
 pub mod validate;

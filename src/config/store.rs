@@ -10,6 +10,7 @@ use minicbor::{Decoder, Encoder};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
+use super::replica::Stamp;
 use super::{from_toml, to_toml, validate, Config, Problem, Rejected};
 
 const CURRENT: &[u8] = b"current";
@@ -18,6 +19,8 @@ const PROVISIONED: &[u8] = b"provisioned";
 /// The pair's heartbeat: this node's id, and how many times the daemon has started.
 const NODE_ID: &[u8] = b"node-id";
 const INCARNATION: &[u8] = b"incarnation";
+/// The stamp of the part of the configuration the pair shares (`replica`).
+const SHARED_STAMP: &[u8] = b"shared-stamp";
 
 /// One stored revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,6 +195,27 @@ impl Store {
         })?;
         self.db.flush()?;
         Ok(next.map_or(1, |v| decode_number(&v)))
+    }
+
+    /// The stamp of the shared part in force, as last kept.
+    pub fn shared_stamp(&self) -> Result<Option<Stamp>, StoreError> {
+        Ok(self.meta.get(SHARED_STAMP)?.and_then(|v| {
+            let bytes: [u8; 12] = v.as_ref().try_into().ok()?;
+            let (serial, digest) = bytes.split_at(8);
+            Some(Stamp {
+                serial: u64::from_be_bytes(serial.try_into().ok()?),
+                digest: u32::from_be_bytes(digest.try_into().ok()?),
+            })
+        }))
+    }
+
+    /// Keeps `stamp` as the shared part's (flushed).
+    pub fn keep_shared_stamp(&self, stamp: Stamp) -> Result<(), StoreError> {
+        let mut bytes = stamp.serial.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&stamp.digest.to_be_bytes());
+        self.meta.insert(SHARED_STAMP, bytes)?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// The number of the current revision, if any was stored.

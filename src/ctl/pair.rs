@@ -36,13 +36,14 @@ pub fn render(status: &Status) -> String {
         Some(peer) => {
             let _ = writeln!(
                 out,
-                "  peer {:x}: {} ({}), {:?} priority {}, revision {}, ping nodes {}{}",
+                "  peer {:x}: {} ({}), {:?} priority {}, revision {} (shared {}), ping nodes {}{}",
                 peer.node,
                 peer.role,
                 if status.peer_alive { "alive" } else { "LOST" },
                 peer.preference,
                 peer.priority,
                 peer.revision,
+                peer.shared,
                 peer.fitness.pings,
                 if peer.leaving { ", leaving" } else { "" }
             );
@@ -145,6 +146,10 @@ mod tests {
                 leaving: false,
                 revision: 3,
                 defers: false,
+                shared: crate::config::replica::Stamp {
+                    serial: 2,
+                    digest: 0x0a0b_0c0d,
+                },
             }),
             peer_alive: true,
             heard: vec![
@@ -167,7 +172,7 @@ mod tests {
             text,
             "pair: node ab (incarnation 7) active for 61.250 s\n\
              \x20 links up, ping nodes reached 1\n\
-             \x20 peer cd: standby (alive), Backup priority 100, revision 3, ping nodes 1\n\
+             \x20 peer cd: standby (alive), Backup priority 100, revision 3 (shared serial 2 (#0a0b0c0d)), ping nodes 1\n\
              \x20 udp    last beat 40 ms ago\n\
              \x20 serial last beat never, 3 send(s) failed\n\
              \x20 heartbeats: 610 sent, 600 accepted, refused: 2 forged\n\

@@ -12,12 +12,23 @@ use tokio::sync::watch;
 
 use crate::config::delta::{Delta, Difference};
 use crate::config::model::VirtualServer;
+use crate::config::replica::{self, Stamp};
 use crate::config::store::{Provisioned, Revision, Store, StoreError};
 use crate::config::{self, from_toml, to_toml, validate, Config};
 use crate::control::Request;
 
 /// The provisioning file's name on the DIRCONFIG disk.
 pub const PROVISION_FILE: &str = "director.toml";
+
+/// The part of the configuration in force that the pair shares (`config::replica`), as the
+/// peer is given it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SharedPart {
+    /// The revision in force (0: the built-in default).
+    pub revision: u64,
+    pub stamp: Stamp,
+    pub text: Arc<str>,
+}
 
 pub struct Configuration {
     /// `None` when the store cannot be opened: the box runs, but refuses changes.
@@ -32,6 +43,13 @@ pub struct Configuration {
     deltas: watch::Sender<Delta>,
     /// The difference of the change being committed, for the delta of its publication.
     pending: Option<Difference>,
+    /// The stamp of the shared part in force.
+    stamp: Stamp,
+    /// The highest serial of the peer's shared part seen: a change here is numbered above it.
+    peer_serial: u64,
+    /// The peer's stamp, while its shared part is being taken into force.
+    adopting: Option<Stamp>,
+    shared: watch::Sender<SharedPart>,
 }
 
 impl Configuration {
@@ -41,6 +59,22 @@ impl Configuration {
         let store = Store::open(store_dir).map_err(|e| e.to_string());
         let (published, _) = watch::channel(Arc::new(config::builtin_default()));
         let (deltas, _) = watch::channel(Delta::default());
+        let (shared, _) = watch::channel(SharedPart::default());
+        let default_stamp = Stamp {
+            serial: 0,
+            digest: replica::text(&config::builtin_default())
+                .map_or(0, |text| replica::digest(&text)),
+        };
+        let stamp = match &store {
+            Ok(store) => match store.shared_stamp() {
+                Ok(stamp) => stamp.unwrap_or(default_stamp),
+                Err(e) => {
+                    error!("pair: the shared part's stamp cannot be read ({e}); counting again");
+                    default_stamp
+                }
+            },
+            Err(_) => default_stamp,
+        };
         let mut this = Configuration {
             store,
             current: Arc::new(config::builtin_default()),
@@ -49,6 +83,10 @@ impl Configuration {
             published,
             deltas,
             pending: None,
+            stamp,
+            peer_serial: 0,
+            adopting: None,
+            shared,
         };
         match &this.store {
             Ok(_) => this.provision(&provision_dir.join(PROVISION_FILE)),
@@ -209,6 +247,94 @@ impl Configuration {
             difference: self.pending.take(),
         });
         self.published.send_replace(self.current.clone());
+        self.restamp();
+    }
+
+    /// Stamps the shared part now in force: the peer's stamp when it is the peer's being taken,
+    /// a new serial when it changed here; and gives it to the pair.
+    fn restamp(&mut self) {
+        let text = match replica::text(&self.current) {
+            Ok(text) => text,
+            Err(e) => {
+                error!("pair: {e}");
+                return;
+            }
+        };
+        let digest = replica::digest(&text);
+        let stamp = match self.adopting.take() {
+            Some(peer) => Stamp {
+                serial: peer.serial.max(self.stamp.serial),
+                digest,
+            },
+            None => self.stamp.changed(digest, self.peer_serial),
+        };
+        self.keep_stamp(stamp);
+        self.shared.send_replace(SharedPart {
+            revision: self.revision.unwrap_or(0),
+            stamp,
+            text: text.into(),
+        });
+    }
+
+    /// Makes `stamp` the shared part's, on disk too.
+    fn keep_stamp(&mut self, stamp: Stamp) {
+        if stamp == self.stamp {
+            return;
+        }
+        self.stamp = stamp;
+        if let Ok(store) = &self.store {
+            if let Err(e) = store.keep_shared_stamp(stamp) {
+                warn!("pair: the shared part's stamp is not kept on disk: {e}");
+            }
+        }
+        self.shared.send_modify(|shared| shared.stamp = stamp);
+    }
+
+    /// What the pair shares of the configuration in force, as it changes.
+    pub fn shared(&self) -> watch::Receiver<SharedPart> {
+        self.shared.subscribe()
+    }
+
+    /// The revision in force (None: the built-in default).
+    pub fn revision(&self) -> Option<u64> {
+        self.revision
+    }
+
+    pub fn stamp(&self) -> Stamp {
+        self.stamp
+    }
+
+    /// The peer's shared part has `stamp`: a change here will be numbered above it, and the
+    /// same content takes its serial.
+    pub fn note_peer(&mut self, stamp: Stamp) {
+        self.peer_serial = self.peer_serial.max(stamp.serial);
+        let aligned = self.stamp.aligned(stamp);
+        self.keep_stamp(aligned);
+    }
+
+    /// Takes the peer's shared part (`text`, stamped `stamp`) into force as a new revision in
+    /// place of this box's own; the rest of this box's configuration stays. Refused, changing
+    /// nothing, when it does not fit this box.
+    pub fn adopt(&mut self, text: &str, stamp: Stamp, peer: &str) -> Result<String, String> {
+        self.refuse_if_degraded()?;
+        let merged = replica::merge(&self.current, text)?;
+        self.adopting = Some(stamp);
+        let result = self.change(
+            &merged,
+            &format!("peer {peer}"),
+            &format!("the pair's shared part, {stamp}"),
+        );
+        // Still there: nothing was put in force (the same content, or a failure).
+        if let Some(stamp) = self.adopting.take() {
+            if result.is_ok() {
+                let same = Stamp {
+                    serial: stamp.serial.max(self.stamp.serial),
+                    digest: self.stamp.digest,
+                };
+                self.keep_stamp(same);
+            }
+        }
+        result
     }
 
     fn store(&self) -> Result<&Store, String> {

@@ -13,6 +13,7 @@ pub mod balancer;
 pub mod configuration;
 pub mod network;
 pub mod pair;
+pub mod replication;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -133,13 +134,15 @@ pub fn run(args: &[String]) -> ExitCode {
 struct Shared {
     logger: &'static ConsoleLogger,
     started: Instant,
-    configuration: Mutex<Configuration>,
+    configuration: Arc<Mutex<Configuration>>,
     /// `None` when rtnetlink could not be opened (logged at start).
     network: Option<Arc<Mutex<Network>>>,
     balancer: Arc<Mutex<Balancer>>,
     health: Health,
     /// The pair, once started (a configuration with a pair, after the network's first apply).
     pair: Arc<Mutex<Option<crate::ha::run::Handle>>>,
+    /// What configuration replication is doing, when the pair replicates.
+    replication: Option<replication::Report>,
 }
 
 async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), String> {
@@ -202,10 +205,15 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
         first_pair,
         links,
     ));
+    let paired = configuration.in_force().pair.clone();
+    let configuration = Arc::new(Mutex::new(configuration));
+    let replication =
+        paired.and_then(|p| replication::start(&p, node, configuration.clone(), pair.clone()));
     let shared = Arc::new(Shared {
         logger,
         started,
-        configuration: Mutex::new(configuration),
+        configuration,
+        replication,
         network,
         balancer,
         health,
@@ -710,6 +718,19 @@ fn execute(request: &Request, shared: &Shared) -> Result<String, String> {
                     ),
                 None if config.pair.is_some() => "pair: not running (see the log)\n".to_string(),
                 None => String::new(),
+            };
+            let revision = shared
+                .configuration
+                .lock()
+                .ok()
+                .and_then(|c| c.revision())
+                .map_or_else(
+                    || "the built-in default".to_string(),
+                    |n| format!("revision {n}"),
+                );
+            let pair = match shared.replication.as_ref().and_then(|r| r.lock().ok()) {
+                Some(report) => format!("{pair}  configuration: {revision}, {}\n", *report),
+                None => pair,
             };
             Ok(format!(
                 "daemon pid {}\nversion {}\nuptime {} s\n{pair}{}",

@@ -27,6 +27,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::config::model::{Isolation, Pair, RolePreference};
+use crate::config::replica::Stamp;
 
 /// Transitions kept for `ctl status`.
 pub const HISTORY: usize = 32;
@@ -161,6 +162,8 @@ pub struct Beat {
     pub defers: bool,
     /// The configuration revision it runs.
     pub revision: u64,
+    /// The stamp of the configuration's part the pair shares.
+    pub shared: Stamp,
 }
 
 /// What happened.
@@ -172,8 +175,8 @@ pub enum Input {
     Heard { channel: Channel, beat: Beat },
     /// This node's links or ping nodes changed.
     Fitness(Fitness),
-    /// The configuration revision this node runs.
-    Revision(u64),
+    /// The configuration revision this node runs, and its shared part's stamp.
+    Config { revision: u64, shared: Stamp },
     /// `ctl takeover`.
     Takeover,
     /// `ctl release`.
@@ -271,6 +274,7 @@ pub struct Machine {
     intent_epoch: u64,
     leaving: bool,
     revision: u64,
+    shared: Stamp,
     /// Its own fitness has been measured (the first ping round): before, it leaves `Init`
     /// only after `initdead`.
     fitness_known: bool,
@@ -306,6 +310,7 @@ impl Machine {
             intent_epoch: 0,
             leaving: false,
             revision: 0,
+            shared: Stamp::default(),
             held: String::new(),
             peer: None,
             peer_alive: false,
@@ -375,6 +380,7 @@ impl Machine {
             intent_epoch: self.intent_epoch,
             leaving: self.leaving,
             revision: self.revision,
+            shared: self.shared,
             defers: false,
         }
     }
@@ -462,7 +468,12 @@ impl Machine {
                     send = true;
                 }
             }
-            Input::Revision(revision) => self.revision = revision,
+            Input::Config { revision, shared } => {
+                // A new shared part goes to the peer at once: it may want to take it.
+                send = shared != self.shared;
+                self.revision = revision;
+                self.shared = shared;
+            }
             Input::Takeover => {
                 if self.intent != Intent::Claim {
                     self.intent = Intent::Claim;

@@ -29,10 +29,11 @@ use ring::hmac;
 
 use super::machine::{Beat, Channel, Fitness, Intent, Role};
 use crate::config::model::RolePreference;
+use crate::config::replica::Stamp;
 
 /// The first bytes of every message.
 pub const MAGIC: [u8; 2] = *b"DH";
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The tag: HMAC-SHA256.
 pub const TAG_BYTES: usize = 32;
 /// The largest message (a beat is about 80 bytes).
@@ -40,7 +41,7 @@ pub const MAX_MESSAGE: usize = 160;
 /// The largest serial frame: COBS adds a byte per 254, and the delimiters.
 pub const MAX_FRAME: usize = MAX_MESSAGE + MAX_MESSAGE / 254 + 4;
 /// Fields in the CBOR array.
-const FIELDS: u64 = 14;
+const FIELDS: u64 = 16;
 
 pub type Message = Buffer<u8, MAX_MESSAGE>;
 pub type Frame = Buffer<u8, MAX_FRAME>;
@@ -116,6 +117,20 @@ impl Key {
     }
 }
 
+impl Key {
+    /// The tag of `data`.
+    pub fn sign(&self, data: &[u8]) -> [u8; TAG_BYTES] {
+        let mut tag = [0u8; TAG_BYTES];
+        tag.copy_from_slice(hmac::sign(&self.0, data).as_ref());
+        tag
+    }
+
+    /// Whether `tag` is the tag of `data` (in constant time).
+    pub fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
+        hmac::verify(&self.0, data, tag).is_ok()
+    }
+}
+
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Key(..)")
@@ -145,6 +160,8 @@ pub fn encode(key: &Key, envelope: &Envelope) -> Message {
         .and_then(|e| e.bool(beat.leaving))
         .and_then(|e| e.u64(beat.revision))
         .and_then(|e| e.bool(beat.defers))
+        .and_then(|e| e.u64(beat.shared.serial))
+        .and_then(|e| e.u32(beat.shared.digest))
         .is_ok();
     debug_assert!(written, "a beat fits in a message");
     let len = cursor.position();
@@ -195,6 +212,10 @@ fn read_body(body: &[u8]) -> Option<Envelope> {
     let leaving = d.bool().ok()?;
     let revision = d.u64().ok()?;
     let defers = d.bool().ok()?;
+    let shared = Stamp {
+        serial: d.u64().ok()?,
+        digest: d.u32().ok()?,
+    };
     if d.position() != body.len() {
         return None;
     }
@@ -213,6 +234,7 @@ fn read_body(body: &[u8]) -> Option<Envelope> {
             leaving,
             revision,
             defers,
+            shared,
         },
     })
 }
@@ -420,6 +442,10 @@ mod tests {
             intent: Intent::None,
             intent_epoch: 3,
             leaving: false,
+            shared: Stamp {
+                serial: 5,
+                digest: 0x1234_5678,
+            },
             revision: 42,
             defers: true,
         }
@@ -448,6 +474,10 @@ mod tests {
         big.incarnation = u64::MAX;
         big.beat.node = u64::MAX;
         big.beat.revision = u64::MAX;
+        big.beat.shared = Stamp {
+            serial: u64::MAX,
+            digest: u32::MAX,
+        };
         big.beat.intent_epoch = u64::MAX;
         big.beat.priority = u8::MAX;
         big.beat.fitness.pings = u8::MAX;

@@ -34,7 +34,11 @@ pub enum Command {
     LinksUp(bool),
     /// How many ping nodes answer.
     Pings(u8),
-    Revision(u64),
+    /// The configuration revision in force and its shared part's stamp.
+    Config {
+        revision: u64,
+        shared: crate::config::replica::Stamp,
+    },
     /// Hand over and stop; answered when done.
     Shutdown(oneshot::Sender<()>),
     Status(oneshot::Sender<Status>),
@@ -376,7 +380,7 @@ impl Runner {
                 };
                 self.step(Input::Fitness(fitness));
             }
-            Command::Revision(revision) => self.step(Input::Revision(revision)),
+            Command::Config { revision, shared } => self.step(Input::Config { revision, shared }),
             Command::Status(answer) => {
                 let _ = answer.send(self.status());
             }
@@ -569,8 +573,7 @@ pub async fn watch_ping_nodes(hosts: Vec<IpAddr>, every: Duration, pair: Handle)
 }
 
 /// Sends and receives only through `interface` (SO_BINDTODEVICE; root).
-fn bind_to_device(socket: &std::net::UdpSocket, interface: &str) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
+pub fn bind_to_device(socket: &impl std::os::fd::AsRawFd, interface: &str) -> io::Result<()> {
     let name = interface.as_bytes();
     // SAFETY: the option value is `name`, valid for its length, for the call.
     let result = unsafe {

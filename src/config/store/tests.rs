@@ -74,6 +74,23 @@ fn the_node_id_stays_and_the_incarnation_rises_across_reopening() {
 }
 
 #[test]
+fn the_shared_stamp_is_kept_across_reopening() {
+    use crate::config::replica::Stamp;
+    let dir = Scratch::new("shared-stamp");
+    let stamp = Stamp {
+        serial: 7,
+        digest: 0xdead_beef,
+    };
+    {
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.shared_stamp().unwrap(), None);
+        store.keep_shared_stamp(stamp).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.shared_stamp().unwrap(), Some(stamp));
+}
+
+#[test]
 fn commits_are_numbered_and_survive_reopening() {
     let dir = Scratch::new("numbered");
     {

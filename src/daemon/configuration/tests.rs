@@ -353,3 +353,69 @@ fn a_set_publishes_the_virtual_server_it_changed_between_the_two_configurations(
     let last = configs.borrow().clone();
     assert_eq!(deltas.borrow().virtual_servers_between(&after, &last), None);
 }
+
+#[test]
+fn the_shared_part_goes_between_two_boxes_and_each_keeps_its_own() {
+    let dir_a = scratch("replica-a");
+    let dir_b = scratch("replica-b");
+    let mut a = start(&dir_a);
+    let mut b = start(&dir_b);
+    // Nothing changed yet: both run the default part, serial 0, the same digest.
+    assert_eq!(a.stamp(), b.stamp());
+    assert_eq!(a.stamp().serial, 0);
+    ask(&mut a, "config import", WEB).unwrap();
+    ask(&mut b, "config set node.hostname lvs-b", "").unwrap();
+    let part_a = a.shared().borrow().clone();
+    assert_eq!(part_a.stamp.serial, 1);
+    assert_eq!(part_a.revision, 1);
+    // B's hostname is its own: its shared part did not change.
+    assert_eq!(b.stamp().serial, 0);
+    b.note_peer(part_a.stamp);
+    let done = b.adopt(&part_a.text, part_a.stamp, "192.0.2.2").unwrap();
+    assert_eq!(done, "revision 2\n");
+    let in_force = b.in_force();
+    assert_eq!(in_force.virtual_servers, a.in_force().virtual_servers);
+    assert_eq!(in_force.node.hostname, "lvs-b");
+    assert_eq!(in_force.admin, config::builtin_default().admin);
+    assert_eq!(b.stamp(), part_a.stamp);
+    let history = ask(&mut b, "config history", "").unwrap();
+    assert!(
+        history.contains("peer 192.0.2.2  the pair's shared part, serial 1"),
+        "{history}"
+    );
+
+    // A change on B is numbered above both, and goes back to A.
+    ask(&mut b, "config set virtual_servers.web.scheduler rr", "").unwrap();
+    let part_b = b.shared().borrow().clone();
+    assert_eq!(part_b.stamp.serial, 2);
+    a.adopt(&part_b.text, part_b.stamp, "192.0.2.3").unwrap();
+    assert_eq!(a.stamp(), part_b.stamp);
+    assert_eq!(
+        a.in_force().virtual_servers[0].scheduler,
+        crate::config::model::Scheduler::Rr
+    );
+    assert_eq!(a.in_force().node.hostname, "lvs-a");
+    // Taking the same content again commits nothing.
+    assert!(a
+        .adopt(&part_b.text, part_b.stamp, "192.0.2.3")
+        .unwrap()
+        .starts_with("no change"));
+
+    // A part that does not fit this box changes nothing and says why.
+    let before = ask(&mut a, "config history", "").unwrap();
+    let bad =
+        "[[virtual_servers]]\nname = \"x\"\nvip = \"192.0.2.9\"\nport = 80\nscheduler = \"nope\"\n";
+    let stamp = crate::config::replica::Stamp {
+        serial: 9,
+        digest: crate::config::replica::digest(bad),
+    };
+    let err = a.adopt(bad, stamp, "192.0.2.3").unwrap_err();
+    assert!(err.contains("not readable"), "{err}");
+    assert_eq!(ask(&mut a, "config history", "").unwrap(), before);
+    assert_eq!(a.stamp(), part_b.stamp);
+
+    // The stamp survives a restart.
+    drop(b);
+    let b = start(&dir_b);
+    assert_eq!(b.stamp(), part_b.stamp);
+}
