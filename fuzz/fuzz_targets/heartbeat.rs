@@ -1,7 +1,8 @@
 //! The heartbeat decoders: never a panic. Arbitrary bytes go through the serial deframer
 //! and the message decoder as they come off the wire (almost all forged), and, signed with
 //! the pair's key, through the body decoder: whatever decodes encodes to a message that
-//! decodes to the same, and every deframed message frames back to itself.
+//! decodes to the same, and every deframed message frames back to itself. The configuration
+//! transfer's request and reply decoders get the same bytes, raw and signed.
 #![no_main]
 
 use std::time::Duration;
@@ -10,6 +11,7 @@ use director::ha::machine::Channel;
 use director::ha::message::{
     decode, encode, frame, seal, Deframer, Key, Receiver, MAX_MESSAGE,
 };
+use director::ha::transfer::{self, REPLY_MAGIC};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -38,5 +40,21 @@ fuzz_target!(|data: &[u8]| {
             let again = decode(&key, &encode(&key, &envelope));
             assert_eq!(again, Ok(envelope), "decode -> encode -> decode is not exact");
         }
+    }
+
+    let nonce = [3u8; transfer::NONCE_BYTES];
+    let _ = transfer::read_request(&key, data);
+    let _ = transfer::reply_length(data);
+    let _ = transfer::read_reply(&key, &nonce, data);
+    // `data` as the body of a reply that verifies.
+    let mut signed = REPLY_MAGIC.to_vec();
+    signed.push(director::ha::message::VERSION);
+    signed.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    signed.extend_from_slice(data);
+    let tag = key.sign(&[&nonce[..], &signed].concat());
+    signed.extend_from_slice(&tag);
+    if let Ok(reply) = transfer::read_reply(&key, &nonce, &signed) {
+        let again = transfer::read_reply(&key, &nonce, &transfer::reply(&key, &nonce, &reply));
+        assert_eq!(again, Ok(reply), "reply -> read -> reply is not exact");
     }
 });
