@@ -193,7 +193,12 @@ fn the_pair_holds_the_vip_on_one_node_and_fails_over() {
     assert!(status.contains("standby (alive)"), "{status}");
     assert!(status.contains("udp    last beat"), "{status}");
 
-    // Planned switch-overs: release on A, then takeover on A again.
+    // Planned switch-overs: release on A, then takeover on A again. Connections opened just
+    // before the release (which the kernel's sync daemon may not have sent yet: it batches
+    // for up to 2 s) go on through B: A hands its table over as it releases.
+    let mut streams = Streams::open(pair.client(), &format!("{VIP}:7"), 5)
+        .expect("open connections through the VIP");
+    assert_eq!(streams.exchange(Duration::from_secs(2)), 5);
     let released = pair.sh(Node::A, "director ctl release", SHORT);
     assert!(released.starts_with("release asked"), "{released}");
     pair.logged(Node::B, "standby -> active: neither node active", SHORT);
@@ -206,6 +211,13 @@ fn the_pair_holds_the_vip_on_one_node_and_fails_over() {
         client_reaches_vip(&pair, 5),
         "the client reaches the VIP on B"
     );
+    pair.logged(Node::A, "handed ", SHORT);
+    assert_eq!(
+        streams.exchange(Duration::from_secs(3)),
+        5,
+        "the connections opened on A go on through B"
+    );
+    drop(streams);
     pair.sh(Node::A, "director ctl takeover", SHORT);
     pair.logged(Node::A, "standby -> active", SHORT);
     assert!(holds_vip(&mut pair, Node::A), "A holds the VIP again");

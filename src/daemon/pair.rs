@@ -1,12 +1,12 @@
 //! The daemon's side of the pair: the executor built from the configuration in force at
 //! start, and what takeover and release do on this box, in the order Piranha's pulse and
 //! heartbeat use: takeover = VIPs up, gratuitous ARP / unsolicited NA (repeated, in the
-//! background), the IPVS sync daemon as master; release = the reverse. The IPVS table and the
-//! health checks run on both nodes all the time, so that a takeover is only the VIP move.
+//! background); release = VIPs down, then the connection table handed to the peer. The IPVS
+//! table, the health checks and both IPVS sync daemons (master and backup) run on both nodes all
+//! the time, so that a takeover is only the VIP move.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
@@ -18,7 +18,7 @@ use crate::ha::run::{self, Effects, Handle, Serial, Setup, Udp};
 use crate::net::vip;
 use crate::sys::announce::{announce, Announcement};
 use crate::sys::ipvs::kernel::KernelIpvs;
-use crate::sys::ipvs::{Ipvs, SyncDaemon, SyncState};
+use crate::sys::ipvs::{handover, Ipvs, SyncDaemon, SyncState};
 use crate::sys::rtnl::KernelRtnl;
 use crate::sys::watchdog::{Device, Watchdog};
 
@@ -129,24 +129,34 @@ struct BoxEffects {
     vips: Vec<(IpAddr, String)>,
     count: u32,
     spacing: Duration,
-    /// The sync daemon's switcher, when connection sync is on.
-    sync: Option<mpsc::Sender<SyncState>>,
+    /// The heartbeat interface and sync id, when connection sync is on.
+    sync: Option<(String, u8)>,
 }
 
+/// The longest a release spends handing the connection table to the peer.
+const HAND_OVER_BUDGET: Duration = Duration::from_millis(200);
+
 impl BoxEffects {
-    /// With connection sync on, the sync daemon starts as backup at once: a standby receives
-    /// the active's connections from the start.
+    /// With connection sync on, both sync daemons start at once and run for the pair's life:
+    /// the backup enters whatever the peer's master sends, and the master sends what this node
+    /// forwards, which only the active does. The kernel's master drops the connections it has
+    /// not sent yet when it stops: switching the daemons at each takeover and release lost the
+    /// newest connections of a planned switch-over (and took tens of milliseconds).
     fn new(config: &Config, pair: &Pair) -> BoxEffects {
         let sync = pair.connection_sync.then(|| {
             let interface = pair
                 .udp
                 .as_ref()
                 .map_or_else(|| "eth1".to_string(), |u| u.interface.clone());
-            let (to, states) = mpsc::channel();
-            let sync_id = u32::from(pair.sync_id);
-            std::thread::spawn(move || switch_sync_daemon(&states, &interface, sync_id));
-            let _ = to.send(SyncState::Backup);
-            to
+            let daemons = (interface.clone(), u32::from(pair.sync_id));
+            std::thread::spawn(move || {
+                for state in [SyncState::Backup, SyncState::Master] {
+                    if let Err(e) = start_sync_daemon(state, &daemons.0, daemons.1) {
+                        warn!("pair: sync daemon as {}: {e}", sync_name(state));
+                    }
+                }
+            });
+            (interface, pair.sync_id)
         });
         BoxEffects {
             vips: crate::net::vips(config),
@@ -155,45 +165,19 @@ impl BoxEffects {
             sync,
         }
     }
+}
 
-    /// Asks for the sync daemon in `state`: switched in the background, in the order asked
-    /// (starting and stopping the kernel's threads takes tens of milliseconds, which the
-    /// pair's loop must not wait for).
-    fn sync_as(&self, state: SyncState) {
-        if let Some(sync) = &self.sync {
-            let _ = sync.send(state);
-        }
+fn sync_name(state: SyncState) -> &'static str {
+    match state {
+        SyncState::Master => "master",
+        SyncState::Backup => "backup",
     }
 }
 
-/// Runs the sync daemon in the last state asked for, until the pair's effects are dropped.
-fn switch_sync_daemon(states: &mpsc::Receiver<SyncState>, interface: &str, sync_id: u32) {
-    while let Ok(mut state) = states.recv() {
-        // Only the latest request matters.
-        while let Ok(later) = states.try_recv() {
-            state = later;
-        }
-        let name = match state {
-            SyncState::Master => "master",
-            SyncState::Backup => "backup",
-        };
-        if let Err(e) = sync_daemon_as(state, interface, sync_id) {
-            warn!("pair: sync daemon as {name}: {e}");
-        }
-    }
-}
-
-/// The sync daemon in `state` (the other one stopped).
-fn sync_daemon_as(state: SyncState, interface: &str, sync_id: u32) -> Result<(), String> {
+/// The sync daemon in `state`, unless it runs already.
+fn start_sync_daemon(state: SyncState, interface: &str, sync_id: u32) -> Result<(), String> {
     let mut ipvs = KernelIpvs::open().map_err(|e| e.to_string())?;
-    let other = match state {
-        SyncState::Master => SyncState::Backup,
-        SyncState::Backup => SyncState::Master,
-    };
     let running = ipvs.daemons().map_err(|e| e.to_string())?;
-    if running.iter().any(|d| d.state == other) {
-        ipvs.stop_daemon(other).map_err(|e| e.to_string())?;
-    }
     if !running.iter().any(|d| d.state == state) {
         ipvs.start_daemon(&SyncDaemon {
             state,
@@ -202,6 +186,7 @@ fn sync_daemon_as(state: SyncState, interface: &str, sync_id: u32) -> Result<(),
         })
         .map_err(|e| e.to_string())?;
     }
+    info!("pair: sync daemon as {} on {interface}", sync_name(state));
     Ok(())
 }
 
@@ -227,7 +212,6 @@ impl Effects for BoxEffects {
                 Err(e) => failed.push(format!("VIP {address} on {device}: {e}")),
             }
         }
-        self.sync_as(SyncState::Master);
         info!(
             "pair: took over {added} of {} VIP(s) in {:.1} ms",
             self.vips.len(),
@@ -248,7 +232,18 @@ impl Effects for BoxEffects {
                 failed.push(format!("VIP {address} on {device}: {e}"));
             }
         }
-        self.sync_as(SyncState::Backup);
+        // The VIPs are off: no new connection comes here. The table goes to the peer before the
+        // beat that tells it to take over.
+        if let Some((interface, sync_id)) = &self.sync {
+            let started = Instant::now();
+            match handover::hand_over(interface, *sync_id, HAND_OVER_BUDGET) {
+                Ok(sent) => info!(
+                    "pair: released; handed {sent} connection(s) to the peer in {:.1} ms",
+                    started.elapsed().as_secs_f64() * 1000.0
+                ),
+                Err(e) => warn!("pair: handing the connections to the peer: {e}"),
+            }
+        }
         if failed.is_empty() {
             Ok(())
         } else {

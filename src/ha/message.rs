@@ -34,6 +34,12 @@ use crate::config::replica::Stamp;
 /// The first bytes of every message.
 pub const MAGIC: [u8; 2] = *b"DH";
 pub const VERSION: u8 = 2;
+/// The version before the shared part's stamp: still read, so that a pair upgraded one node
+/// at a time keeps hearing each other (the old node's beats carry no stamp: nothing is
+/// replicated until both run this version).
+const VERSION_1: u8 = 1;
+/// Fields of a version 1 beat.
+const FIELDS_V1: u64 = 14;
 /// The tag: HMAC-SHA256.
 pub const TAG_BYTES: usize = 32;
 /// The largest message (a beat is about 80 bytes).
@@ -171,9 +177,13 @@ pub fn encode(key: &Key, envelope: &Envelope) -> Message {
 /// A message of `body` (the CBOR): the header, the body and the tag; None when it would be
 /// longer than `MAX_MESSAGE`.
 pub fn seal(key: &Key, body: &[u8]) -> Option<Message> {
+    seal_as(VERSION, key, body)
+}
+
+fn seal_as(version: u8, key: &Key, body: &[u8]) -> Option<Message> {
     let mut message = Message::new();
     message.extend_from_slice(&MAGIC).ok()?;
-    message.push(VERSION).ok()?;
+    message.push(version).ok()?;
     message.extend_from_slice(body).ok()?;
     let tag = hmac::sign(&key.0, &message);
     message.extend_from_slice(tag.as_ref()).ok()?;
@@ -185,17 +195,22 @@ pub fn decode(key: &Key, bytes: &[u8]) -> Result<Envelope, Rejected> {
     if bytes.len() < 3 + TAG_BYTES || bytes.len() > MAX_MESSAGE {
         return Err(Rejected::Garbage);
     }
-    if bytes[..2] != MAGIC || bytes[2] != VERSION {
+    if bytes[..2] != MAGIC || (bytes[2] != VERSION && bytes[2] != VERSION_1) {
         return Err(Rejected::Garbage);
     }
     let (signed, tag) = bytes.split_at(bytes.len() - TAG_BYTES);
     hmac::verify(&key.0, signed, tag).map_err(|_| Rejected::Forged)?;
-    read_body(&signed[3..]).ok_or(Rejected::Malformed)
+    read_body(bytes[2], &signed[3..]).ok_or(Rejected::Malformed)
 }
 
-fn read_body(body: &[u8]) -> Option<Envelope> {
+fn read_body(version: u8, body: &[u8]) -> Option<Envelope> {
     let mut d = Decoder::new(body);
-    if d.array().ok()? != Some(FIELDS) {
+    let fields = if version == VERSION_1 {
+        FIELDS_V1
+    } else {
+        FIELDS
+    };
+    if d.array().ok()? != Some(fields) {
         return None;
     }
     let node = d.u64().ok()?;
@@ -212,9 +227,13 @@ fn read_body(body: &[u8]) -> Option<Envelope> {
     let leaving = d.bool().ok()?;
     let revision = d.u64().ok()?;
     let defers = d.bool().ok()?;
-    let shared = Stamp {
-        serial: d.u64().ok()?,
-        digest: d.u32().ok()?,
+    let shared = if version == VERSION_1 {
+        Stamp::default()
+    } else {
+        Stamp {
+            serial: d.u64().ok()?,
+            digest: d.u32().ok()?,
+        }
     };
     if d.position() != body.len() {
         return None;
@@ -505,6 +524,42 @@ mod tests {
         let mut other = message.clone();
         other[2] = 9;
         assert_eq!(decode(&key(), &other), Err(Rejected::Garbage));
+    }
+
+    #[test]
+    fn a_version_1_beat_of_a_node_not_yet_upgraded_is_read() {
+        let mut body = [0u8; MAX_MESSAGE];
+        let len = {
+            let mut cursor = Cursor::new(&mut body[..]);
+            let mut e = Encoder::new(&mut cursor);
+            e.array(FIELDS_V1).expect("room");
+            for n in [0xab, 3, 17, 5000] {
+                e.u64(n).expect("room");
+            }
+            e.u8(Role::Active.code()).expect("room");
+            e.u8(preference_code(RolePreference::Backup)).expect("room");
+            e.u8(100).expect("room");
+            e.bool(true).expect("room");
+            e.u8(1).expect("room");
+            e.u8(Intent::None.code()).expect("room");
+            e.u64(0).expect("room");
+            e.bool(false).expect("room");
+            e.u64(7).expect("room");
+            e.bool(false).expect("room");
+            cursor.position()
+        };
+        let bytes = seal_as(VERSION_1, &key(), &body[..len]).expect("fits");
+        let envelope = decode(&key(), &bytes).expect("a version 1 beat");
+        assert_eq!(envelope.beat.node, 0xab);
+        assert_eq!(envelope.beat.role, Role::Active);
+        assert_eq!(envelope.beat.revision, 7);
+        assert_eq!(envelope.beat.shared, Stamp::default());
+        // A version 2 body under a version 1 header is not read.
+        let v2 = encode(&key(), &envelope);
+        let mut relabelled = v2[..v2.len() - TAG_BYTES].to_vec();
+        relabelled[2] = VERSION_1;
+        let resealed = seal_as(VERSION_1, &key(), &relabelled[3..]).expect("fits");
+        assert_eq!(decode(&key(), &resealed), Err(Rejected::Malformed));
     }
 
     #[test]

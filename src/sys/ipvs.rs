@@ -7,6 +7,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
+pub mod handover;
 pub mod kernel;
 pub mod procfs;
 pub mod wire;
