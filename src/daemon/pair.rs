@@ -237,9 +237,12 @@ impl Effects for BoxEffects {
         if let Some((interface, sync_id)) = &self.sync {
             let started = Instant::now();
             match handover::hand_over(interface, *sync_id, HAND_OVER_BUDGET) {
-                Ok(sent) => info!(
-                    "pair: released; handed {sent} connection(s) to the peer in {:.1} ms",
-                    started.elapsed().as_secs_f64() * 1000.0
+                Ok(done) => info!(
+                    "pair: released; handed {} of {} connection(s) to the peer in {:.1} ms (table read in {:.1} ms)",
+                    done.sent,
+                    done.read,
+                    started.elapsed().as_secs_f64() * 1000.0,
+                    done.reading.as_secs_f64() * 1000.0
                 ),
                 Err(e) => warn!("pair: handing the connections to the peer: {e}"),
             }

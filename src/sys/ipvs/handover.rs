@@ -39,11 +39,17 @@ const F_NOOUTPUT: u32 = 0x0080;
 const F_INACTIVE: u32 = 0x0100;
 /// IP_VS_TCP_S_ESTABLISHED.
 const TCP_ESTABLISHED: u16 = 1;
-/// IP_VS_TCP_S_TIME_WAIT and IP_VS_TCP_S_CLOSE: finished connections, most of a busy table;
-/// a late packet of one that reaches the new active is answered with a reset that nobody
-/// waits for. Left out, the hand-over is a few messages rather than hundreds (at 200 requests
-/// a second, 5,800 connections took 145 ms to send, the VIPs nowhere meanwhile).
+/// IP_VS_TCP_S_TIME_WAIT and IP_VS_TCP_S_CLOSE: finished connections; a late packet of one
+/// that reaches the new active is answered with a reset that nobody waits for.
 const TCP_FINISHED: [u16; 2] = [5, 6];
+/// IP_VS_TCP_S_FIN_WAIT, CLOSE_WAIT, LAST_ACK: closing (with direct routing the director sees
+/// only the client's side: FIN_WAIT is a client that has sent its FIN, which an HTTP client does
+/// once it has read the whole answer). Most of a busy table; they go after the others, and
+/// only within the budget.
+const TCP_CLOSING: [u16; 3] = [4, 7, 8];
+/// The most messages of closing connections sent: a burst larger than the peer's receive
+/// buffer (about 200 KB by default) would be dropped there, the open connections with it.
+const MAX_CLOSING_MESSAGES: usize = 48;
 
 /// A connection of the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,10 +243,38 @@ pub fn sync_messages(conns: &[Conn], services: &[ListedService], sync_id: u8) ->
     messages
 }
 
-/// Reads this node's connection table and sends it to the sync group on `interface`, within
-/// `budget` (a huge table is cut short: the rest relies on the kernel's own sync). Returns how
-/// many connections went.
-pub fn hand_over(interface: &str, sync_id: u8, budget: Duration) -> Result<usize, String> {
+/// Whether `conn` is closing (sent last, if at all).
+fn closing(conn: &Conn) -> bool {
+    conn.protocol == Protocol::Tcp && TCP_CLOSING.contains(&conn.state)
+}
+
+/// The messages to send, open connections first: all the open ones, then at most
+/// `MAX_CLOSING_MESSAGES` of closing ones.
+pub fn hand_over_messages(conns: &[Conn], services: &[ListedService], sync_id: u8) -> Vec<Vec<u8>> {
+    let (closing, open): (Vec<Conn>, Vec<Conn>) = conns.iter().partition(|c| closing(c));
+    let mut messages = sync_messages(&open, services, sync_id);
+    messages.extend(
+        sync_messages(&closing, services, sync_id)
+            .into_iter()
+            .take(MAX_CLOSING_MESSAGES),
+    );
+    messages
+}
+
+/// What a hand-over did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandedOver {
+    /// Connections read from the table (finished ones left out).
+    pub read: usize,
+    pub sent: usize,
+    /// How long reading the table took.
+    pub reading: Duration,
+}
+
+/// Reads this node's connection table and sends it to the sync group on `interface`: reading
+/// stops at `budget` (a huge table is cut short: the rest relies on the kernel's own sync); the
+/// open connections then all go, the closing ones while within the budget.
+pub fn hand_over(interface: &str, sync_id: u8, budget: Duration) -> Result<HandedOver, String> {
     let started = Instant::now();
     let services = std::fs::read_to_string("/proc/net/ip_vs")
         .map_err(|e| format!("/proc/net/ip_vs: {e}"))
@@ -258,6 +292,7 @@ pub fn hand_over(interface: &str, sync_id: u8, budget: Duration) -> Result<usize
             break;
         }
     }
+    let reading = started.elapsed();
     let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(|e| e.to_string())?;
     crate::ha::run::bind_to_device(&socket, interface).map_err(|e| e.to_string())?;
     socket.set_multicast_ttl_v4(1).map_err(|e| e.to_string())?;
@@ -265,8 +300,9 @@ pub fn hand_over(interface: &str, sync_id: u8, budget: Duration) -> Result<usize
         .set_multicast_loop_v4(false)
         .map_err(|e| e.to_string())?;
     let mut sent = 0;
-    for message in sync_messages(&conns, &services, sync_id) {
-        if started.elapsed() > budget {
+    let open = conns.iter().filter(|c| !closing(c)).count();
+    for message in hand_over_messages(&conns, &services, sync_id) {
+        if sent >= open && started.elapsed() > budget {
             break;
         }
         socket
@@ -274,7 +310,11 @@ pub fn hand_over(interface: &str, sync_id: u8, budget: Duration) -> Result<usize
             .map_err(|e| format!("sending to {SYNC_GROUP}:{SYNC_PORT}: {e}"))?;
         sent += usize::from(message[4]);
     }
-    Ok(sent)
+    Ok(HandedOver {
+        read: conns.len(),
+        sent,
+        reading,
+    })
 }
 
 #[cfg(test)]
@@ -387,5 +427,31 @@ garbage\n";
             |m| m.len() <= MAX_MESSAGE && u16::from_be_bytes([m[2], m[3]]) as usize == m.len()
         ));
         assert!(sync_messages(&[], &services, 0).is_empty());
+    }
+
+    #[test]
+    fn open_connections_go_first_and_closing_ones_are_capped() {
+        let services = parse(SERVICES).unwrap();
+        let conn = parse_conns(CONNS)[0];
+        let many = |state: u16, n: u16| -> Vec<Conn> {
+            (0..n)
+                .map(|i| Conn {
+                    client: SocketAddr::new(conn.client.ip(), i),
+                    state,
+                    ..conn
+                })
+                .collect()
+        };
+        let per = (MAX_CLOSING_MESSAGES + 10) * ((MAX_MESSAGE - HEADER) / CONN_V4);
+        let mut conns = many(4, u16::try_from(per).unwrap());
+        conns.extend(many(1, 3));
+        let messages = hand_over_messages(&conns, &services, 0);
+        // The three open ones first, then the capped closing ones.
+        assert_eq!(messages[0][4], 3);
+        assert_eq!(messages.len(), 1 + MAX_CLOSING_MESSAGES);
+        assert_eq!(
+            u16::from_be_bytes([messages[1][HEADER + 8], messages[1][HEADER + 9]]),
+            4
+        );
     }
 }
