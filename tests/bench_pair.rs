@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use vm::lab::{
-    dr_virtual_servers, node_config, other, pair_node_config, Node, Pair, PairSpec, CLIENT, READY,
-    VIP,
+    dr_virtual_servers, node_config, other, pair_node_config, pair_section, Node, Pair, PairSpec,
+    READY, VIP,
 };
 use vm::load::{Paced, PacedRun, Streams};
 use vm::test_dir;
@@ -95,23 +95,17 @@ fn keepalived_version() -> String {
 }
 
 fn director_config(node: Node, keepalive: u32, deadtime: u32) -> String {
-    let base = pair_node_config(node);
-    let peer = other(node);
     format!(
-        r#"{base}{services}
-[pair]
-peer = "{peer}"
-key = "the bench pair's shared key"
-keepalive = "{keepalive}ms"
-deadtime = "{deadtime}ms"
-initdead = "4s"
-ping_nodes = ["{CLIENT}"]
-udp = {{ interface = "eth1" }}
-serial = {{ device = "ttyS1", baud = 115200 }}
-watchdog = {{ timeout = "10s" }}
-"#,
+        "{base}{services}{pair}",
+        base = pair_node_config(node),
         services = dr_virtual_servers(&[("web", 80), ("echo", ECHO)], &REAL_SERVERS),
-        peer = peer.heartbeat(),
+        pair = pair_section(
+            node,
+            "the bench pair's shared key",
+            &format!("{keepalive}ms"),
+            &format!("{deadtime}ms"),
+            "10s"
+        ),
     )
 }
 
@@ -327,10 +321,10 @@ fn run(contender: Contender, kills: usize, tag: &str) -> Figures {
             KILL_AFTER.as_secs_f64(),
             took_over > now
         );
-        figures.outages.push(report.longest_outage);
+        figures.outages.push(report.load.longest_outage);
         figures.streams.push((survived, held));
-        figures.failed_requests += report.failures;
-        figures.requests += report.requests;
+        figures.failed_requests += report.load.failures;
+        figures.requests += report.load.requests;
         seen[index(standby)] = took_over;
         figures.false_failovers += took_over.saturating_sub(now + 1);
         figures.missed += usize::from(took_over == now);
@@ -380,9 +374,9 @@ fn run(contender: Contender, kills: usize, tag: &str) -> Figures {
                 .entry(way.label())
                 .or_insert((0, 0, 0, Duration::ZERO));
             row.0 += 1;
-            row.1 += report.failures;
-            row.2 += report.requests;
-            row.3 = row.3.max(report.longest_outage);
+            row.1 += report.load.failures;
+            row.2 += report.load.requests;
+            row.3 = row.3.max(report.load.longest_outage);
             if way == Planned::Shutdown {
                 pair.vm(active).wait_exit(SHORT);
                 pair.restart(active);

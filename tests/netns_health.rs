@@ -891,7 +891,7 @@ fn the_pair_counts_the_ping_nodes_that_answer() {
 
     struct Nothing;
     impl Effects for Nothing {
-        fn take_over(&mut self) -> Result<(), String> {
+        fn take_over(&mut self, _planned: bool) -> Result<(), String> {
             Ok(())
         }
         fn release(&mut self) -> Result<(), String> {

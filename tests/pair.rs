@@ -6,7 +6,8 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,11 +15,14 @@ use std::time::Duration;
 use director::config::model::{Isolation, RolePreference};
 use director::ha::machine::{Channel, Machine, Role, Settings};
 use director::ha::message::{Key, Rejected};
-use director::ha::run::{spawn, Command, Effects, Handle, Serial, Setup, Status, Udp};
+use director::ha::run::{
+    spawn, Command, Effects, Handle, Serial, Setup, Status, Udp, REOPEN_EVERY,
+};
 use director::sys::watchdog::{Record, Recording};
 use nix::sys::termios;
 use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
+use tokio::sync::Notify;
 use tokio::time::{sleep, Instant};
 
 const KEEPALIVE: Duration = Duration::from_millis(20);
@@ -40,7 +44,7 @@ impl Log {
 }
 
 impl Effects for Log {
-    fn take_over(&mut self) -> Result<(), String> {
+    fn take_over(&mut self, _planned: bool) -> Result<(), String> {
         self.0
             .lock()
             .expect("the log")
@@ -99,7 +103,13 @@ fn pty() -> (OwnedFd, File) {
 
 /// Copies bytes between two pty masters (a null-modem cable) unless cut; `noise` is written
 /// to the second one when set.
-async fn serial_relay(a: OwnedFd, b: OwnedFd, cut: Cut, noise: Arc<Mutex<Vec<u8>>>) {
+async fn serial_relay(
+    a: OwnedFd,
+    b: OwnedFd,
+    cut: Cut,
+    noise: Arc<Mutex<Vec<u8>>>,
+    unplug: Arc<Notify>,
+) {
     // SAFETY: each File owns its descriptor, and the AsyncFd owns the File.
     let (a, b) = unsafe {
         (
@@ -118,6 +128,8 @@ async fn serial_relay(a: OwnedFd, b: OwnedFd, cut: Cut, noise: Arc<Mutex<Vec<u8>
                 Ok(mut guard) => (guard.try_io(|f| f.get_ref().read(&mut buffer)), &a),
                 Err(_) => return,
             },
+            // The cable is pulled: both ends close, and both nodes see their line hang up.
+            () = unplug.notified() => return,
         };
         let n = match read {
             Ok(Ok(0)) | Ok(Err(_)) => return,
@@ -144,6 +156,22 @@ struct Lab {
     noise: Arc<Mutex<Vec<u8>>>,
     /// Node 0's UDP port (to send it junk).
     port0: u16,
+    /// Ends the serial cable's relay.
+    unplug: Arc<Notify>,
+    /// Where the nodes open their serial lines: links to the pseudo-terminals of the cable
+    /// plugged in now.
+    lines: [PathBuf; 2],
+    /// The cables' ends as first opened, kept open: a pseudo-terminal whose every end is
+    /// closed hangs up its master, and the relay ends.
+    ends: Mutex<Vec<File>>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(dir) = self.lines[0].parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 fn settings(node: u64, preference: RolePreference) -> Settings {
@@ -183,40 +211,60 @@ impl Lab {
             udp.to = relay.local_addr().expect("an address");
             tokio::spawn(udp_relay(relay, localhost(ports[1 - i]), udp_cut.clone()));
         }
-        let (master0, slave0) = pty();
-        let (master1, slave1) = pty();
-        let noise = Arc::new(Mutex::new(Vec::new()));
-        tokio::spawn(serial_relay(
-            master0,
-            master1,
-            serial_cut.clone(),
-            noise.clone(),
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("director-pair-{}-{}", std::process::id(), ports[0]));
+        std::fs::create_dir_all(&dir).expect("a directory for the lines");
         let mut lab = Lab {
             nodes: [None, None],
             logs: [Log::default(), Log::default()],
             watchdogs: [Arc::default(), Arc::default()],
             udp_cut,
             serial_cut,
-            noise,
+            noise: Arc::default(),
             port0: ports[0],
+            unplug: Arc::default(),
+            lines: [dir.join("ttyS1-0"), dir.join("ttyS1-1")],
+            ends: Mutex::default(),
         };
+        lab.plug();
         let preferences = [RolePreference::Primary, RolePreference::Backup];
-        for (i, (udp, serial)) in node_udp.into_iter().zip([slave0, slave1]).enumerate() {
-            let node = lab.node(i, preferences[i], udp, serial);
+        for (i, udp) in node_udp.into_iter().enumerate() {
+            let node = lab.node(i, preferences[i], udp);
             node.send(Command::Pings(1));
             lab.nodes[i] = Some(node);
         }
         lab
     }
 
-    fn node(&self, i: usize, preference: RolePreference, udp: Udp, serial: File) -> Handle {
+    /// A new serial cable: two pseudo-terminals joined by a relay, each node's line path
+    /// linked to its end.
+    fn plug(&self) {
+        let (master0, slave0) = pty();
+        let (master1, slave1) = pty();
+        let slaves = [slave0, slave1];
+        for (slave, line) in slaves.iter().zip(&self.lines) {
+            let name = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
+                .expect("the pseudo-terminal's name");
+            let _ = std::fs::remove_file(line);
+            std::os::unix::fs::symlink(name, line).expect("a link to the line");
+        }
+        self.ends.lock().expect("the ends").extend(slaves);
+        tokio::spawn(serial_relay(
+            master0,
+            master1,
+            self.serial_cut.clone(),
+            self.noise.clone(),
+            self.unplug.clone(),
+        ));
+    }
+
+    fn node(&self, i: usize, preference: RolePreference, udp: Udp) -> Handle {
         spawn(Setup {
             machine: Machine::new(settings(i as u64 + 1, preference), Duration::ZERO),
             key: Key::new(KEY),
             incarnation: 1,
             udp: Some(udp),
-            serial: Some(Serial::from_file(serial).expect("a serial line")),
+            serial: Some(Serial::open(&self.lines[i], 115_200).expect("a serial line")),
             effects: Box::new(self.logs[i].clone()),
             watchdog: Some(Box::new(Recording {
                 record: self.watchdogs[i].clone(),
@@ -369,5 +417,43 @@ fn forged_garbage_and_noise_are_refused_and_counted() {
         let one = lab.status(1).await;
         assert!(counts(&one, Rejected::Garbage) >= 2, "{one:?}");
         assert!(one.accepted > 0);
+    });
+}
+
+#[test]
+fn a_serial_line_that_hangs_up_is_opened_again() {
+    run(async {
+        let lab = Lab::start().await;
+        assert!(lab.wait_for(0, Role::Active, Duration::from_secs(2)).await);
+        // The cable is pulled: both lines hang up; the heartbeat goes on over UDP.
+        lab.unplug.notify_waiters();
+        sleep(DEADTIME * 2).await;
+        assert_eq!(lab.roles().await, (Role::Active, Role::Standby));
+        for node in 0..2 {
+            let status = lab.status(node).await;
+            let quiet = status.heard.iter().find(|(c, _)| *c == Channel::Serial);
+            assert!(
+                quiet.is_some_and(|(_, h)| h.is_some_and(|h| h >= DEADTIME)),
+                "node {node}: {status:?}"
+            );
+        }
+        // A cable is plugged in again (new devices at the same paths): within the retry
+        // period both nodes hear each other on it again, and nothing failed over.
+        lab.plug();
+        let end = Instant::now() + REOPEN_EVERY + Duration::from_secs(2);
+        'nodes: for node in 0..2 {
+            while Instant::now() < end {
+                let status = lab.status(node).await;
+                let heard = status.heard.iter().find(|(c, _)| *c == Channel::Serial);
+                if heard.is_some_and(|(_, h)| h.is_some_and(|h| h < KEEPALIVE * 3)) {
+                    continue 'nodes;
+                }
+                sleep(Duration::from_millis(20)).await;
+            }
+            let status = lab.status(node).await;
+            panic!("node {node} does not hear its peer on the new line: {status:?}");
+        }
+        assert_eq!(lab.roles().await, (Role::Active, Role::Standby));
+        assert_eq!(lab.logs[1].last("takeover"), None, "no failover");
     });
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use director::ha::message::{seal, Key};
 use vm::lab::{
-    dr_virtual_servers, in_ns, other, pair_node_config, Nic, Node, PairSpec, CLIENT, VIP,
+    dr_virtual_servers, in_ns, pair_node_config, pair_section, Nic, Node, PairSpec, VIP,
 };
 use vm::load::Streams;
 use vm::test_dir;
@@ -23,24 +23,11 @@ const SHORT: Duration = Duration::from_secs(30);
 
 /// A node's configuration: the lab's addresses, one virtual server on the VIP, the pair.
 fn config(node: Node) -> String {
-    let base = pair_node_config(node);
-    let peer = other(node);
     format!(
-        r#"{base}
-{services}
-[pair]
-peer = "{peer}"
-key = "the lab pair's shared key"
-keepalive = "100ms"
-deadtime = "1s"
-initdead = "4s"
-ping_nodes = ["{CLIENT}"]
-udp = {{ interface = "eth1" }}
-serial = {{ device = "ttyS1", baud = 115200 }}
-watchdog = {{ timeout = "4s" }}
-"#,
+        "{base}\n{services}{pair}",
+        base = pair_node_config(node),
         services = dr_virtual_servers(&[("web", 80), ("echo", 7)], &[("rs1", "192.0.2.21")]),
-        peer = peer.heartbeat(),
+        pair = pair_section(node, "the lab pair's shared key", "100ms", "1s", "4s"),
     )
 }
 

@@ -135,6 +135,8 @@ struct BoxEffects {
 
 /// The longest a release spends handing the connection table to the peer.
 const HAND_OVER_BUDGET: Duration = Duration::from_millis(200);
+/// The longest a planned takeover waits for the kernel to take in the peer's connections.
+const TAKE_IN_BUDGET: Duration = Duration::from_millis(100);
 
 impl BoxEffects {
     /// With connection sync on, both sync daemons start at once and run for the pair's life:
@@ -191,8 +193,21 @@ fn start_sync_daemon(state: SyncState, interface: &str, sync_id: u32) -> Result<
 }
 
 impl Effects for BoxEffects {
-    fn take_over(&mut self) -> Result<(), String> {
+    fn take_over(&mut self, planned: bool) -> Result<(), String> {
         let started = Instant::now();
+        // After a planned hand-over the peer's connections are queued for this node's backup
+        // sync daemon: they go into the table before the VIPs come up.
+        let mut taken_in = String::new();
+        if planned && self.sync.is_some() {
+            taken_in = match handover::wait_taken_in(TAKE_IN_BUDGET) {
+                Some((waited, emptied)) => format!(
+                    "; the peer's connections {} after {:.1} ms",
+                    if emptied { "taken in" } else { "still queued" },
+                    waited.as_secs_f64() * 1000.0
+                ),
+                None => "; no backup sync daemon to take the peer's connections in".into(),
+            };
+        }
         let mut rtnl = KernelRtnl::open().map_err(|e| e.to_string())?;
         let mut failed = Vec::new();
         let mut added = 0;
@@ -213,7 +228,7 @@ impl Effects for BoxEffects {
             }
         }
         info!(
-            "pair: took over {added} of {} VIP(s) in {:.1} ms",
+            "pair: took over {added} of {} VIP(s) in {:.1} ms{taken_in}",
             self.vips.len(),
             started.elapsed().as_secs_f64() * 1000.0
         );

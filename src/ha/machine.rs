@@ -32,6 +32,15 @@ use crate::config::replica::Stamp;
 /// Transitions kept for `ctl status`.
 pub const HISTORY: usize = 32;
 
+/// How long a node that shut down and handed over goes on once its peer says it is active:
+/// what the clients sent here before the peer's announcement reached them is still forwarded
+/// to the peer (the kernel holds it while the VIP's neighbour entry resolves) instead of dying
+/// with this box.
+pub const LINGER: Duration = Duration::from_millis(250);
+/// The longest a leaving node waits for its peer to say it is active (its release, which may
+/// take a while on a big table, included).
+pub const LEAVE_WAIT: Duration = Duration::from_secs(1);
+
 /// A node's role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -272,7 +281,8 @@ pub struct Machine {
     fitness: Fitness,
     intent: Intent,
     intent_epoch: u64,
-    leaving: bool,
+    /// Shutting down (`Input::Shutdown`).
+    leaving: Option<Leaving>,
     revision: u64,
     shared: Stamp,
     /// Its own fitness has been measured (the first ping round): before, it leaves `Init`
@@ -308,7 +318,7 @@ impl Machine {
             },
             intent: Intent::None,
             intent_epoch: 0,
-            leaving: false,
+            leaving: None,
             revision: 0,
             shared: Stamp::default(),
             held: String::new(),
@@ -378,15 +388,29 @@ impl Machine {
             fitness: self.fitness,
             intent: self.intent,
             intent_epoch: self.intent_epoch,
-            leaving: self.leaving,
+            leaving: self.leaving.is_some(),
             revision: self.revision,
             shared: self.shared,
             defers: false,
         }
     }
 
+    /// Whether a node that shut down may stop now: it was not active, or its peer has said it
+    /// is active for `LINGER`, or it waited `LEAVE_WAIT` in vain.
+    /// False while it has not been asked to shut down.
+    pub fn left(&self, now: Duration) -> bool {
+        self.leaving.is_some_and(|l| now >= l.ends())
+    }
+
     /// When the machine must be stepped again (with `Tick`) at the latest.
     pub fn next_wakeup(&self) -> Duration {
+        if let Some(leaving) = &self.leaving {
+            return if leaving.handing_over() {
+                leaving.ends().min(self.next_send)
+            } else {
+                leaving.ends()
+            };
+        }
         let mut next = self.next_send;
         if self.role == Role::Init {
             next = next.min(self.started + self.settings.initdead);
@@ -474,24 +498,33 @@ impl Machine {
                 self.revision = revision;
                 self.shared = shared;
             }
-            Input::Takeover => {
-                if self.intent != Intent::Claim {
-                    self.intent = Intent::Claim;
+            Input::Takeover | Input::Release => {
+                let (intent, what) = if input == Input::Takeover {
+                    (Intent::Claim, "takeover")
+                } else {
+                    (Intent::Yield, "release")
+                };
+                if self.intent != intent {
+                    self.intent = intent;
                     self.intent_epoch = self.later_epoch();
-                    actions.push(Action::Info("pair: takeover asked".into()));
-                    send = true;
-                }
-            }
-            Input::Release => {
-                if self.intent != Intent::Yield {
-                    self.intent = Intent::Yield;
-                    self.intent_epoch = self.later_epoch();
-                    actions.push(Action::Info("pair: release asked".into()));
+                    actions.push(Action::Info(format!("pair: {what} asked")));
                     send = true;
                 }
             }
             Input::Shutdown => {
-                self.leaving = true;
+                if self.leaving.is_some() {
+                    return actions;
+                }
+                let hand_over = self.role == Role::Active && self.peer_alive;
+                self.leaving = Some(Leaving {
+                    at: now,
+                    wait: if hand_over {
+                        LEAVE_WAIT
+                    } else {
+                        Duration::ZERO
+                    },
+                    peer_active: None,
+                });
                 if self.role == Role::Active {
                     self.enter(Role::Standby, now, "shutting down".into(), &mut actions);
                 } else {
@@ -501,7 +534,16 @@ impl Machine {
                 return actions;
             }
         }
-        if self.leaving {
+        if let Some(leaving) = &mut self.leaving {
+            // Until it stops, it says it is leaving every keepalive (a lost beat must not leave
+            // the peer waiting for a deadtime) and watches for the peer to become active.
+            if leaving.handing_over() && self.peer.is_some_and(|p| p.role == Role::Active) {
+                leaving.peer_active = Some(now);
+            }
+            if leaving.handing_over() && now >= self.next_send {
+                actions.push(Action::Send);
+                self.next_send = now + self.settings.keepalive;
+            }
             return actions;
         }
         self.watch_lines(now, &mut actions);
@@ -780,6 +822,32 @@ impl Machine {
             to: role,
             reason,
         });
+    }
+}
+
+/// A node shutting down.
+#[derive(Clone, Copy, Debug)]
+struct Leaving {
+    /// Since when.
+    at: Duration,
+    /// How long it waits for the peer to say it is active (zero: it had nothing to hand over).
+    wait: Duration,
+    /// When the peer first said it is active since.
+    peer_active: Option<Duration>,
+}
+
+impl Leaving {
+    /// When it may stop.
+    fn ends(&self) -> Duration {
+        match self.peer_active {
+            Some(active) => active + LINGER,
+            None => self.at + self.wait,
+        }
+    }
+
+    /// Still waiting for the peer to take over.
+    fn handing_over(&self) -> bool {
+        self.wait > Duration::ZERO && self.peer_active.is_none()
     }
 }
 
@@ -1095,6 +1163,42 @@ mod tests {
             .iter()
             .rposition(|(_, n, a)| *n == 1 && *a == Action::TakeOver);
         assert!(release < takeover);
+        // It goes on (forwarding what clients still send it to the new active) for LINGER
+        // after the peer said it is active, then may stop.
+        assert!(!lab.nodes[0].left(at));
+        assert_eq!(lab.nodes[0].next_wakeup(), at + LINGER);
+        assert!(!lab.nodes[0].left(at + LINGER - MS));
+        assert!(lab.nodes[0].left(at + LINGER));
+    }
+
+    #[test]
+    fn a_leaving_node_waits_for_its_peer_bounded() {
+        // The leaving beats are lost: it says so again every keepalive, and stops after
+        // LEAVE_WAIT without an answer.
+        let mut lab = pair();
+        let at = lab.now;
+        lab.cut = [true; 2];
+        lab.step(0, Input::Shutdown);
+        assert!(!lab.nodes[0].left(at));
+        let keepalive = lab.nodes[0].settings().keepalive;
+        assert_eq!(lab.nodes[0].next_wakeup(), at + keepalive);
+        let actions = lab.nodes[0].step(Input::Tick, at + keepalive);
+        assert_eq!(actions, vec![Action::Send]);
+        assert!(lab.nodes[0].beat().leaving);
+        assert!(!lab.nodes[0].left(at + LEAVE_WAIT - MS));
+        assert!(lab.nodes[0].left(at + LEAVE_WAIT));
+        // Once the peer hears it, it takes over, and the leaving node lingers from then on.
+        lab.cut = [false; 2];
+        lab.now = at + 2 * keepalive;
+        lab.step(0, Input::Tick);
+        assert_eq!(lab.roles(), (Role::Standby, Role::Active));
+        assert!(!lab.nodes[0].left(lab.now + LINGER - MS));
+        assert!(lab.nodes[0].left(lab.now + LINGER));
+        // A standby (or a node without a live peer) has nothing to hand over: it stops at once.
+        let mut lab = pair();
+        lab.step(1, Input::Shutdown);
+        assert!(lab.nodes[1].left(lab.now));
+        assert_eq!(lab.nodes[0].role(), Role::Active);
     }
 
     #[test]

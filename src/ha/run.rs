@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use log::{error, info, warn};
@@ -21,7 +21,9 @@ use crate::sys::watchdog::Watchdog;
 
 /// What taking over and releasing do (the daemon: VIPs, announcements, the sync daemon).
 pub trait Effects: Send {
-    fn take_over(&mut self) -> Result<(), String>;
+    /// `planned`: the peer released the VIPs (or shut down) and handed its connections over
+    /// just before; otherwise it died or was never active.
+    fn take_over(&mut self, planned: bool) -> Result<(), String>;
     fn release(&mut self) -> Result<(), String>;
 }
 
@@ -39,7 +41,8 @@ pub enum Command {
         revision: u64,
         shared: crate::config::replica::Stamp,
     },
-    /// Hand over and stop; answered when done.
+    /// Hand over and stop; answered when done: at once when this node is not active, else once
+    /// the peer says it is active (and `machine::LINGER` has passed) or did not in time.
     Shutdown(oneshot::Sender<()>),
     Status(oneshot::Sender<Status>),
 }
@@ -115,6 +118,8 @@ impl Udp {
 pub struct Serial {
     line: AsyncFd<File>,
     deframer: Deframer,
+    /// Where it was opened and at which rate: a line that fails is opened again from there.
+    source: Option<(PathBuf, u32)>,
 }
 
 impl Serial {
@@ -123,18 +128,33 @@ impl Serial {
         let rate = crate::sys::tty::baud_rate(baud).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, format!("no baud rate {baud}"))
         })?;
-        Serial::from_file(crate::sys::tty::open_raw(path, rate)?)
+        let mut serial = Serial::from_file(crate::sys::tty::open_raw(path, rate)?)?;
+        serial.source = Some((path.to_path_buf(), baud));
+        Ok(serial)
     }
 
-    /// A line already open and set up (non-blocking).
+    /// A line already open and set up (non-blocking); it is not opened again if it fails.
     pub fn from_file(file: File) -> io::Result<Serial> {
         Ok(Serial {
             // SAFETY: a File names one open descriptor for as long as it lives, and the
             // AsyncFd owns it.
             line: unsafe { AsyncFd::register(file) }?,
             deframer: Deframer::new(),
+            source: None,
         })
     }
+}
+
+/// How often a serial line that failed is tried again.
+pub const REOPEN_EVERY: Duration = Duration::from_secs(2);
+
+/// A serial line that failed, to be opened again.
+struct Lost {
+    path: PathBuf,
+    baud: u32,
+    /// The last attempt (the failure first).
+    tried: Instant,
+    attempts: u32,
 }
 
 /// The pair's settings for the executor.
@@ -227,7 +247,10 @@ struct Runner {
     receiver: Receiver,
     udp: Option<Udp>,
     serial: Option<Serial>,
-    effects: Box<dyn Effects>,
+    /// The serial line failed: opened again every `REOPEN_EVERY`.
+    lost: Option<Lost>,
+    /// None only while an effect runs (`perform`).
+    effects: Option<Box<dyn Effects>>,
     watchdog: Option<Box<dyn Watchdog>>,
     commands: mpsc::UnboundedReceiver<Command>,
     /// Time zero of the machine's clock.
@@ -237,6 +260,8 @@ struct Runner {
     send_failures: [u64; 2],
     /// Rejections already logged, per reason (the rest are counted).
     logged: [bool; 6],
+    /// Asked to shut down: told once the pair has handed over and stopped.
+    stopping: Vec<oneshot::Sender<()>>,
 }
 
 impl Runner {
@@ -251,7 +276,8 @@ impl Runner {
             receiver: Receiver::new(),
             udp: setup.udp,
             serial: setup.serial,
-            effects: setup.effects,
+            lost: None,
+            effects: Some(setup.effects),
             watchdog: setup.watchdog,
             commands,
             epoch,
@@ -259,6 +285,7 @@ impl Runner {
             sent: 0,
             send_failures: [0; 2],
             logged: [false; 6],
+            stopping: Vec::new(),
         }
     }
 
@@ -286,6 +313,9 @@ impl Runner {
             let mut wake = self.epoch + self.machine.next_wakeup();
             if let Some(every) = self.pet_every() {
                 wake = wake.min(self.last_pet + every);
+            }
+            if let Some(lost) = &self.lost {
+                wake = wake.min(lost.tried + REOPEN_EVERY);
             }
             let udp = async {
                 match &self.udp {
@@ -326,7 +356,12 @@ impl Runner {
                 command = self.commands.recv() => Event::Command(command),
             };
             match event {
-                Event::Tick => self.step(Input::Tick),
+                Event::Tick => {
+                    self.step(Input::Tick);
+                    if self.stop_if_left() {
+                        return;
+                    }
+                }
                 Event::Datagram(Ok((len, from))) => {
                     self.heard(Channel::Udp, &datagram[..len], &from.to_string());
                 }
@@ -347,8 +382,23 @@ impl Runner {
                     }
                 }
                 Event::Serial(Err(e)) => {
-                    error!("pair: the serial line failed, heartbeat on udp only: {e}");
-                    self.serial = None;
+                    let source = self.serial.take().and_then(|serial| serial.source);
+                    match source {
+                        Some((path, baud)) => {
+                            error!(
+                                "pair: the serial line {} failed ({e}): heartbeat on udp only until it opens again (tried every {} s)",
+                                path.display(),
+                                REOPEN_EVERY.as_secs()
+                            );
+                            self.lost = Some(Lost {
+                                path,
+                                baud,
+                                tried: Instant::now(),
+                                attempts: 0,
+                            });
+                        }
+                        None => error!("pair: the serial line failed, heartbeat on udp only: {e}"),
+                    }
                 }
                 Event::Command(None) => return,
                 Event::Command(Some(command)) => {
@@ -358,6 +408,35 @@ impl Runner {
                 }
             }
             self.pet();
+            self.reopen();
+        }
+    }
+
+    /// Opens a failed serial line again once `REOPEN_EVERY` has passed since the last try.
+    fn reopen(&mut self) {
+        let Some(lost) = &mut self.lost else {
+            return;
+        };
+        if lost.tried.elapsed() < REOPEN_EVERY {
+            return;
+        }
+        lost.tried = Instant::now();
+        lost.attempts += 1;
+        match Serial::open(&lost.path, lost.baud) {
+            Ok(serial) => {
+                info!(
+                    "pair: the serial line {} works again (opened again after {} attempt(s))",
+                    lost.path.display(),
+                    lost.attempts
+                );
+                self.serial = Some(serial);
+                self.lost = None;
+            }
+            Err(e) if lost.attempts == 1 => warn!(
+                "pair: the serial line {} does not open yet: {e} (trying on)",
+                lost.path.display()
+            ),
+            Err(_) => {}
         }
     }
 
@@ -386,17 +465,38 @@ impl Runner {
             }
             Command::Shutdown(done) => {
                 self.step(Input::Shutdown);
-                if let Some(watchdog) = self.watchdog.take() {
-                    match watchdog.stop() {
-                        Ok(()) => info!("pair: watchdog stopped"),
-                        Err(e) => warn!("pair: stopping the watchdog: {e} (it will reset the box)"),
-                    }
-                }
-                let _ = done.send(());
-                return true;
+                self.stopping.push(done);
             }
         }
-        false
+        self.stop_if_left()
+    }
+
+    /// Once a shutdown is asked and the machine says it may go (the peer took over and had a
+    /// moment to be announced): the watchdog's magic close, and those waiting are told. True
+    /// when the pair has stopped.
+    fn stop_if_left(&mut self) -> bool {
+        if self.stopping.is_empty() || !self.machine.left(self.now()) {
+            return false;
+        }
+        if let Some(watchdog) = self.watchdog.take() {
+            match watchdog.stop() {
+                Ok(()) => info!("pair: watchdog stopped"),
+                Err(e) => warn!("pair: stopping the watchdog: {e} (it will reset the box)"),
+            }
+        }
+        let peer = self.machine.peer().filter(|p| p.role == Role::Active);
+        info!(
+            "pair: stopped{}",
+            if peer.is_some() {
+                "; the peer is active"
+            } else {
+                ""
+            }
+        );
+        for done in self.stopping.drain(..) {
+            let _ = done.send(());
+        }
+        true
     }
 
     fn heard(&mut self, channel: Channel, message: &[u8], from: &str) {
@@ -421,18 +521,24 @@ impl Runner {
     }
 
     fn step(&mut self, input: Input) {
+        // What this node said before the step: it goes on saying it while an effect runs.
+        let before = self.machine.beat();
         let now = self.now();
         let actions = self.machine.step(input, now);
         for action in actions {
             match action {
-                Action::Send => self.send(now),
+                Action::Send => self.send(self.machine.beat()),
                 Action::TakeOver => {
-                    if let Err(e) = self.effects.take_over() {
+                    let planned = self
+                        .machine
+                        .peer()
+                        .is_some_and(|p| p.leaving || p.role != Role::Active);
+                    if let Err(e) = self.perform(before, move |e| e.take_over(planned)) {
                         error!("pair: takeover: {e}");
                     }
                 }
                 Action::Release => {
-                    if let Err(e) = self.effects.release() {
+                    if let Err(e) = self.perform(before, |e| e.release()) {
                         error!("pair: release: {e}");
                     }
                 }
@@ -442,17 +548,61 @@ impl Runner {
         }
     }
 
-    /// This node's beat on every channel, without waiting: a full buffer loses the beat
-    /// (the next one follows a keepalive later).
-    fn send(&mut self, now: Duration) {
+    /// Runs `effect` on a thread of its own while this thread goes on sending `beat` every
+    /// keepalive and petting the watchdog: an effect that takes longer than the peer's deadtime
+    /// (a release handing over a big connection table) must not look like a dead node to the
+    /// peer, which would take over before the hand-over is done. The peer learns of the new role
+    /// by the beat that follows the effect.
+    fn perform(
+        &mut self,
+        beat: Beat,
+        effect: impl FnOnce(&mut dyn Effects) -> Result<(), String> + Send,
+    ) -> Result<(), String> {
+        let Some(mut effects) = self.effects.take() else {
+            return Err("another effect is under way".into());
+        };
+        let keepalive = self.machine.settings().keepalive;
+        let result = std::thread::scope(|scope| {
+            let (done, finished) = std::sync::mpsc::channel();
+            let running = &mut effects;
+            let spawned = std::thread::Builder::new()
+                .name("pair-effect".into())
+                .spawn_scoped(scope, move || {
+                    let _ = done.send(effect(running.as_mut()));
+                });
+            if let Err(e) = spawned {
+                return Err(format!("no thread for it: {e}"));
+            }
+            loop {
+                match finished.recv_timeout(keepalive) {
+                    Ok(result) => return result,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        self.send(beat);
+                        self.pet();
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        return Err("it failed (its thread ended without a result)".into());
+                    }
+                }
+            }
+        });
+        self.effects = Some(effects);
+        result
+    }
+
+    /// `beat` on every channel, stamped now (not when the step decided it: an effect before it
+    /// may have taken longer than the peer's deadtime, and a beat that old is refused as
+    /// stale), without waiting: a full buffer loses the beat (the next one follows a keepalive
+    /// later).
+    fn send(&mut self, beat: Beat) {
         self.sequence += 1;
         let message = encode(
             &self.key,
             &Envelope {
                 incarnation: self.incarnation,
                 sequence: self.sequence,
-                sent_ms: millis(now),
-                beat: self.machine.beat(),
+                sent_ms: millis(self.now()),
+                beat,
             },
         );
         self.sent += 1;

@@ -16,59 +16,89 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the idle server looks at its stop flag.
 const POLL: Duration = Duration::from_millis(10);
 
-/// A running server; `stop` (or drop) closes its port.
-pub struct HttpServer {
+/// A listener on a thread of its own inside a network namespace, serving until stopped.
+struct Listening {
     stop: Arc<AtomicBool>,
-    served: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl HttpServer {
-    /// Listens on 0.0.0.0:`port` inside namespace `ns` (so on the VIPs on lo too) and answers
-    /// every request with `name` and a newline. Returns once the port is open.
-    pub fn start(ns: &str, name: &str, port: u16) -> io::Result<HttpServer> {
+impl Listening {
+    /// Binds 0.0.0.0:`port` (non-blocking) inside namespace `ns` on a thread named `name`,
+    /// which then runs `serve` until the stop flag is set. Returns once the port is open.
+    fn start(
+        ns: &str,
+        name: String,
+        port: u16,
+        serve: impl FnOnce(&TcpListener, &Arc<AtomicBool>) + Send + 'static,
+    ) -> io::Result<Listening> {
         let stop = Arc::new(AtomicBool::new(false));
-        let served = Arc::new(AtomicU64::new(0));
         let (ready, started) = mpsc::channel();
-        let body = format!("{name}\n");
         let ns = ns.to_string();
         let thread = {
             let stop = Arc::clone(&stop);
-            let served = Arc::clone(&served);
-            thread::Builder::new()
-                .name(format!("http-{name}"))
-                .spawn(move || {
-                    let listener = enter_netns(&ns).and_then(|()| {
-                        let listener =
-                            TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))?;
-                        listener.set_nonblocking(true)?;
-                        Ok(listener)
-                    });
-                    let listener = match listener {
-                        Ok(listener) => {
-                            let _ = ready.send(Ok(()));
-                            listener
-                        }
-                        Err(e) => {
-                            let _ = ready.send(Err(e));
-                            return;
-                        }
-                    };
-                    serve(&listener, &body, &stop, &served);
-                })?
+            thread::Builder::new().name(name.clone()).spawn(move || {
+                let listener = enter_netns(&ns).and_then(|()| {
+                    let listener =
+                        TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))?;
+                    listener.set_nonblocking(true)?;
+                    Ok(listener)
+                });
+                match listener {
+                    Ok(listener) => {
+                        let _ = ready.send(Ok(()));
+                        serve(&listener, &stop);
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
+                }
+            })?
         };
         match started.recv() {
-            Ok(Ok(())) => Ok(HttpServer {
+            Ok(Ok(())) => Ok(Listening {
                 stop,
-                served,
                 thread: Some(thread),
             }),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
             }
-            Err(_) => Err(io::Error::other("the HTTP server thread died")),
+            Err(_) => Err(io::Error::other(format!("the thread {name} died"))),
         }
+    }
+
+    /// Closes the port and waits for the thread.
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A running server; `stop` (or drop) closes its port.
+pub struct HttpServer {
+    listening: Listening,
+    served: Arc<AtomicU64>,
+}
+
+impl HttpServer {
+    /// Listens on 0.0.0.0:`port` inside namespace `ns` (so on the VIPs on lo too) and answers
+    /// every request with `name` and a newline. Returns once the port is open.
+    pub fn start(ns: &str, name: &str, port: u16) -> io::Result<HttpServer> {
+        let served = Arc::new(AtomicU64::new(0));
+        let body = format!("{name}\n");
+        let counted = Arc::clone(&served);
+        let listening = Listening::start(ns, format!("http-{name}"), port, move |l, stop| {
+            serve(l, &body, stop, &counted)
+        })?;
+        Ok(HttpServer { listening, served })
     }
 
     /// Requests answered so far.
@@ -78,16 +108,7 @@ impl HttpServer {
 
     /// Closes the port: new connections are refused from now on.
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop();
+        self.listening.stop();
     }
 }
 
@@ -138,58 +159,16 @@ fn answer(mut stream: TcpStream, body: &str, served: &AtomicU64) -> io::Result<(
 /// An echo server: every connection gets back what it sends, for as long as it stays open (the
 /// far end of long-lived client connections). Stops, closing every connection, when dropped.
 pub struct EchoServer {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _listening: Listening,
 }
 
 impl EchoServer {
     /// Listens on 0.0.0.0:`port` inside namespace `ns`; returns once the port is open.
     pub fn start(ns: &str, name: &str, port: u16) -> io::Result<EchoServer> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready, started) = mpsc::channel();
-        let ns = ns.to_string();
-        let thread = {
-            let stop = Arc::clone(&stop);
-            thread::Builder::new()
-                .name(format!("echo-{name}"))
-                .spawn(move || {
-                    let listener = enter_netns(&ns).and_then(|()| {
-                        let listener =
-                            TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))?;
-                        listener.set_nonblocking(true)?;
-                        Ok(listener)
-                    });
-                    match listener {
-                        Ok(listener) => {
-                            let _ = ready.send(Ok(()));
-                            echo_all(&listener, &stop);
-                        }
-                        Err(e) => {
-                            let _ = ready.send(Err(e));
-                        }
-                    }
-                })?
-        };
-        match started.recv() {
-            Ok(Ok(())) => Ok(EchoServer {
-                stop,
-                thread: Some(thread),
-            }),
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                Err(e)
-            }
-            Err(_) => Err(io::Error::other("the echo server thread died")),
-        }
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        let listening = Listening::start(ns, format!("echo-{name}"), port, echo_all)?;
+        Ok(EchoServer {
+            _listening: listening,
+        })
     }
 }
 

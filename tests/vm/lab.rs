@@ -324,6 +324,32 @@ pub fn pair_node_config(node: Node) -> String {
     )
 }
 
+/// The `[pair]` section of `node` in the lab: its peer over eth1 and the serial cable on
+/// ttyS1, the client as ping node, the watchdog; timings as given (`"100ms"`, `"4s"`).
+pub fn pair_section(
+    node: Node,
+    key: &str,
+    keepalive: &str,
+    deadtime: &str,
+    watchdog: &str,
+) -> String {
+    format!(
+        r#"
+[pair]
+peer = "{peer}"
+key = "{key}"
+keepalive = "{keepalive}"
+deadtime = "{deadtime}"
+initdead = "4s"
+ping_nodes = ["{CLIENT}"]
+udp = {{ interface = "eth1" }}
+serial = {{ device = "ttyS1", baud = 115200 }}
+watchdog = {{ timeout = "{watchdog}" }}
+"#,
+        peer = other(node).heartbeat(),
+    )
+}
+
 /// The other node of the pair.
 pub fn other(node: Node) -> Node {
     match node {

@@ -318,24 +318,20 @@ struct Sample {
     result: Result<String, String>,
 }
 
-/// What a paced load saw.
-#[derive(Clone, Debug, Default)]
+/// What a paced load saw: the counts as any load counts them, with the outage measured by the
+/// answers: the longest span between two successive answers (by the time they arrived), what
+/// a client saw of an outage, to within the interval.
+#[derive(Clone, Debug)]
 pub struct PacedReport {
-    pub requests: u32,
-    pub successes: u32,
-    pub failures: u32,
-    pub errors: BTreeMap<String, u32>,
-    pub servers: BTreeMap<String, u32>,
-    /// The longest span between two successive answers (by the time they arrived): what a
-    /// client saw of an outage, to within the interval.
-    pub longest_outage: Duration,
-    /// When that span began, from the start of the load.
+    pub load: LoadReport,
+    /// When the longest outage began, from the start of the load.
     pub outage_began: Duration,
 }
 
 impl fmt::Display for PacedReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let errors: Vec<String> = self
+        let load = &self.load;
+        let errors: Vec<String> = load
             .errors
             .iter()
             .map(|(kind, n)| format!("{kind} x{n}"))
@@ -343,12 +339,12 @@ impl fmt::Display for PacedReport {
         write!(
             f,
             "{} requests, {} answered, {} failed{}{}; longest time without an answer {:.3} s (from {:.3} s)",
-            self.requests,
-            self.successes,
-            self.failures,
+            load.requests,
+            load.successes,
+            load.failures,
             if errors.is_empty() { "" } else { ": " },
             errors.join(", "),
-            self.longest_outage.as_secs_f64(),
+            load.longest_outage.as_secs_f64(),
             self.outage_began.as_secs_f64()
         )
     }
@@ -356,6 +352,7 @@ impl fmt::Display for PacedReport {
 
 /// A paced load running on its workers.
 pub struct PacedRun {
+    target: SocketAddr,
     start: Instant,
     workers: Vec<JoinHandle<io::Result<Vec<Sample>>>>,
 }
@@ -396,54 +393,53 @@ impl PacedRun {
                     })?,
             );
         }
-        Ok(PacedRun { start, workers })
+        Ok(PacedRun {
+            target: load.target,
+            start,
+            workers,
+        })
     }
 
     /// Waits for the load to end by itself and returns its report.
     pub fn wait(self) -> PacedReport {
-        let mut report = PacedReport::default();
-        let mut answers = Vec::new();
-        // The last request started, and whether it was answered.
-        let mut last: Option<(Instant, bool)> = None;
+        let mut samples = Vec::new();
         for worker in self.workers {
-            let samples = match worker.join() {
-                Ok(Ok(samples)) => samples,
+            match worker.join() {
+                Ok(Ok(done)) => samples.extend(done),
                 Ok(Err(e)) => panic!("a load worker could not start: {e}"),
                 Err(_) => panic!("a load worker panicked"),
-            };
-            for sample in samples {
-                report.requests += 1;
-                if last.is_none_or(|(start, _)| sample.start > start) {
-                    last = Some((sample.start, sample.result.is_ok()));
-                }
-                match sample.result {
-                    Ok(server) => {
-                        report.successes += 1;
-                        *report.servers.entry(server).or_default() += 1;
-                        answers.push(sample.end);
-                    }
-                    Err(kind) => {
-                        report.failures += 1;
-                        *report.errors.entry(kind).or_default() += 1;
-                    }
-                }
             }
         }
+        samples.sort_by_key(|s| s.start);
+        let end = samples.iter().map(|s| s.end).max().unwrap_or(self.start);
+        let mut answers = Vec::new();
+        let mut tally = Tally::new(self.target, self.start);
+        let mut last_start = None;
+        for sample in samples {
+            if sample.result.is_ok() {
+                answers.push(sample.end);
+            }
+            last_start = Some(sample.start);
+            tally.record(sample.start, sample.result);
+        }
+        let mut load = tally.finish(end);
         answers.sort();
         // A load that ended failing: the outage lasted at least until its last request began.
-        if let Some((start, false)) = last {
+        if let Some(start) = last_start.filter(|_| load.ended_failing) {
             if answers.last().is_some_and(|answer| start > *answer) {
                 answers.push(start);
             }
         }
+        let mut outage_began = Duration::ZERO;
+        load.longest_outage = Duration::ZERO;
         for pair in answers.windows(2) {
             let gap = pair[1] - pair[0];
-            if gap > report.longest_outage {
-                report.longest_outage = gap;
-                report.outage_began = pair[0].saturating_duration_since(self.start);
+            if gap > load.longest_outage {
+                load.longest_outage = gap;
+                outage_began = pair[0].saturating_duration_since(self.start);
             }
         }
-        report
+        PacedReport { load, outage_began }
     }
 }
 

@@ -317,6 +317,60 @@ pub fn hand_over(interface: &str, sync_id: u8, budget: Duration) -> Result<Hande
     })
 }
 
+/// The bytes waiting in this node's backup sync daemon's socket (bound to the sync group and
+/// port), from /proc/net/udp (the kernel's `udp4_format_sock`: `sl local rem st tx:rx ...`,
+/// addresses as the host-order hex of the network-order value, ports as plain hex). None when
+/// no such socket is listed (no backup daemon).
+pub fn sync_backlog(udp_table: &str) -> Option<u64> {
+    let group = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(SYNC_GROUP.octets()),
+        SYNC_PORT
+    );
+    let mut found = None;
+    for line in udp_table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(queues)) = (fields.get(1), fields.get(4)) else {
+            continue;
+        };
+        if !local.eq_ignore_ascii_case(&group) {
+            continue;
+        }
+        let rx = queues
+            .split_once(':')
+            .and_then(|(_, rx)| u64::from_str_radix(rx, 16).ok());
+        if let Some(rx) = rx {
+            found = Some(found.unwrap_or(0) + rx);
+        }
+    }
+    found
+}
+
+/// Waits, at most `budget`, until the backup sync daemon has taken in what is queued for it
+/// (the connections a releasing peer just handed over, sent before its beat): a node taking
+/// over at once would otherwise meet their next packets before its table has them (its real-time
+/// pair thread runs before the kernel's sync thread) and answer them with resets. Returns how
+/// long it waited and whether the queue emptied; None when no backup sync daemon listens.
+pub fn wait_taken_in(budget: Duration) -> Option<(Duration, bool)> {
+    let started = Instant::now();
+    loop {
+        let backlog = std::fs::read_to_string("/proc/net/udp")
+            .ok()
+            .and_then(|text| sync_backlog(&text));
+        match backlog {
+            None => return None,
+            Some(0) => {
+                // The last message dequeued may still be in the sync thread's hands (the
+                // caller's real-time thread preempts it): let it run.
+                std::thread::sleep(Duration::from_millis(1));
+                return Some((started.elapsed(), true));
+            }
+            Some(_) if started.elapsed() >= budget => return Some((started.elapsed(), false)),
+            Some(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +397,23 @@ IP  CB007105 0000 C0000264 0050 C0000215 0050 NONE            359\n\
 TCP CB007109 9C43 C0000264 0050 C0000215 0050 TIME_WAIT       119\n\
 TCP CB007108 9C42 C00002FF 0050 C0000215 0050 ESTABLISHED     899\n\
 garbage\n";
+
+    #[test]
+    fn the_sync_daemons_backlog_is_read_from_the_udp_table() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  120: 510000E0:2290 00000000:0000 07 00000000:00000A40 00:00000000 00000000     0        0 0 2 0000000000000000 0
+  121: 00000000:2290 00000000:0000 07 00000000:00000100 00:00000000 00000000     0        0 0 2 0000000000000000 0
+  122: 0100A8C0:0D05 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 0 2 0000000000000000 0
+";
+        // Only the socket bound to 224.0.0.81:8848 counts (the heartbeat socket on any address
+        // and another port do not).
+        assert_eq!(sync_backlog(table), Some(0xA40));
+        let empty = table.replace("00000000:00000A40", "00000000:00000000");
+        assert_eq!(sync_backlog(&empty), Some(0));
+        let without: String = table.lines().filter(|l| !l.contains("510000E0")).collect();
+        assert_eq!(sync_backlog(&without), None);
+        assert_eq!(sync_backlog("garbage\n 1: 510000E0:2290 x"), None);
+    }
 
     #[test]
     fn the_table_is_read_as_the_kernel_writes_it() {
