@@ -7,9 +7,11 @@
 //! drives both ends. The sender thread also gets its own mount namespace with a sysfs mounted
 //! from inside A: sysfs shows the interfaces of the namespace that mounted it, and the host's
 //! /sys knows nothing of A's veth.
+//!
+//! The same veth carries the pair's heartbeat in its broadcast and multicast modes.
 
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::Command;
@@ -18,6 +20,10 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use director::config::model::{Isolation, RolePreference};
+use director::ha::machine::{Channel, Machine, Role, Settings};
+use director::ha::message::Key;
+use director::ha::run::{spawn_thread, Effects, Setup, Udp};
 use director::sys::announce::{announce, AnnounceError, Announcement, ArpForm, MacAddr, Sent};
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
@@ -584,4 +590,99 @@ fn announcing_on_a_down_link_fails_with_its_name_and_errno() {
     .unwrap_err();
     assert!(matches!(e, AnnounceError::ReadMac { .. }), "{e}");
     assert!(e.to_string().contains("nosuch0"), "{e}");
+}
+
+/// A node whose takeovers and releases do nothing (only the heartbeat is under test).
+struct NoEffects;
+
+impl Effects for NoEffects {
+    fn take_over(&mut self, _planned: bool) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn release(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The pair's UDP heartbeat sent to the broadcast address, and to a multicast group, on the
+/// veth: the two nodes hear each other and agree on one active node. Each socket is bound to
+/// its interface and joins the group there (these namespaces have no route for the group).
+#[test]
+#[ignore = "needs root and network namespaces: run by scripts/test"]
+fn the_heartbeat_goes_over_broadcast_and_multicast() {
+    const PORT: u16 = 694;
+    for to in [Ipv4Addr::BROADCAST, Ipv4Addr::new(239, 192, 0, 94)] {
+        let pair = Pair::new();
+        ip(&["-n", &pair.a, "addr", "add", "198.51.100.2/24", "dev", "va"]);
+        ip(&["-n", &pair.b, "addr", "add", "198.51.100.3/24", "dev", "vb"]);
+        let ends = [
+            (pair.a.clone(), "va", RolePreference::Primary),
+            (pair.b.clone(), "vb", RolePreference::Backup),
+        ];
+        let mut nodes = Vec::new();
+        for (i, (ns, device, preference)) in ends.into_iter().enumerate() {
+            let handle = spawn_thread(move || {
+                enter_netns(&ns);
+                let udp = Udp::open(PORT, Some(device), SocketAddr::new(to.into(), PORT))
+                    .unwrap_or_else(|e| panic!("the heartbeat socket to {to} on {device}: {e}"));
+                let settings = Settings {
+                    node: i as u64 + 1,
+                    preference,
+                    priority: 100,
+                    keepalive: Duration::from_millis(20),
+                    deadtime: Duration::from_millis(200),
+                    warntime: None,
+                    initdead: Duration::from_millis(400),
+                    auto_failback: false,
+                    ping_nodes: 0,
+                    isolation: Isolation::PingNodesDecide,
+                    channels: vec![Channel::Udp],
+                };
+                Some(Setup {
+                    machine: Machine::new(settings, Duration::ZERO),
+                    key: Key::new(b"the veth pair's key"),
+                    incarnation: 1,
+                    udp: Some(udp),
+                    serial: None,
+                    effects: Box::new(NoEffects),
+                    watchdog: None,
+                })
+            })
+            .expect("the pair's thread");
+            nodes.push(handle);
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let deadline = Instant::now() + CAPTURE_LIMIT;
+            loop {
+                let a = nodes[0].status().await.expect("node A runs");
+                let b = nodes[1].status().await.expect("node B runs");
+                if a.role == Role::Active
+                    && b.role == Role::Standby
+                    && a.peer_alive
+                    && b.peer_alive
+                    && a.accepted > 5
+                    && b.accepted > 5
+                {
+                    eprintln!(
+                        "heartbeat to {to}: A active, B standby; {} and {} beats accepted",
+                        a.accepted, b.accepted
+                    );
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "heartbeat to {to}: no agreement:\n{a:?}\n{b:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        // The pairs stop with their handles, before the namespaces go.
+        drop(nodes);
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

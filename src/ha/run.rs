@@ -87,12 +87,16 @@ impl Udp {
         };
         let socket = std::net::UdpSocket::bind(SocketAddr::new(any, port))?;
         socket.set_nonblocking(true)?;
+        // The group is joined on the channel's interface, not on whichever the routes name
+        // for it (the default route's, or none on a box without one).
+        let mut index = 0;
         if let Some(interface) = interface {
             bind_to_device(&socket, interface)?;
+            index = interface_index(interface)?;
         }
         match to.ip() {
             IpAddr::V4(group) if group.is_multicast() => {
-                socket.join_multicast_v4(&group, &Ipv4Addr::UNSPECIFIED)?;
+                join_multicast_v4(&socket, group, index)?;
                 socket.set_multicast_loop_v4(false)?;
             }
             IpAddr::V4(addr) if addr.is_broadcast() => {
@@ -102,7 +106,7 @@ impl Udp {
                 socket.set_multicast_loop_v4(false)?;
             }
             IpAddr::V6(group) if group.is_multicast() => {
-                socket.join_multicast_v6(&group, 0)?;
+                socket.join_multicast_v6(&group, index)?;
                 socket.set_multicast_loop_v6(false)?;
             }
             _ => {}
@@ -737,6 +741,48 @@ pub fn bind_to_device(socket: &impl std::os::fd::AsRawFd, interface: &str) -> io
     };
     if result < 0 {
         return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The index of network interface `name`.
+fn interface_index(name: &str) -> io::Result<u32> {
+    let name = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the interface name"))?;
+    // SAFETY: `name` is a valid NUL-terminated string for the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(index)
+}
+
+/// Joins `group` on interface `index` (0: the kernel's choice), and sends multicast there.
+fn join_multicast_v4(socket: &std::net::UdpSocket, group: Ipv4Addr, index: u32) -> io::Result<()> {
+    let request = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(group.octets()),
+        },
+        imr_address: libc::in_addr { s_addr: 0 },
+        imr_ifindex: i32::try_from(index).unwrap_or(0),
+    };
+    for option in [libc::IP_ADD_MEMBERSHIP, libc::IP_MULTICAST_IF] {
+        if option == libc::IP_MULTICAST_IF && index == 0 {
+            continue;
+        }
+        // SAFETY: `request` is a valid ip_mreqn (accepted by both options) for the call.
+        let result = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(socket),
+                libc::IPPROTO_IP,
+                option,
+                (&request as *const libc::ip_mreqn).cast(),
+                std::mem::size_of::<libc::ip_mreqn>() as libc::socklen_t,
+            )
+        };
+        if result < 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }
