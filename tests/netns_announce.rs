@@ -24,7 +24,9 @@ use director::config::model::{Isolation, RolePreference};
 use director::ha::machine::{Channel, Machine, Role, Settings};
 use director::ha::message::Key;
 use director::ha::run::{spawn_thread, Effects, Setup, Udp};
-use director::sys::announce::{announce, AnnounceError, Announcement, ArpForm, MacAddr, Sent};
+use director::sys::announce::{
+    announce_while, AnnounceError, Announcement, ArpForm, MacAddr, Sent,
+};
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
@@ -161,6 +163,15 @@ fn enter_netns(ns: &str) {
 
 /// Runs `announcement` from namespace A in its own thread, with a sysfs mounted from inside A.
 fn send_from(ns: &str, announcement: Announcement) -> JoinHandle<Result<Sent, AnnounceError>> {
+    send_from_while(ns, announcement, Arc::new(AtomicBool::new(true)))
+}
+
+/// `send_from`, the rounds after the first only while `go_on` holds.
+fn send_from_while(
+    ns: &str,
+    announcement: Announcement,
+    go_on: Arc<AtomicBool>,
+) -> JoinHandle<Result<Sent, AnnounceError>> {
     let ns = ns.to_string();
     std::thread::spawn(move || {
         enter_netns(&ns);
@@ -183,7 +194,9 @@ fn send_from(ns: &str, announcement: Announcement) -> JoinHandle<Result<Sent, An
             None::<&str>,
         )
         .expect("mount a sysfs of namespace A");
-        announce(&announcement, Path::new("/sys"))
+        announce_while(&announcement, Path::new("/sys"), || {
+            go_on.load(Ordering::SeqCst)
+        })
     })
 }
 
@@ -590,6 +603,21 @@ fn announcing_on_a_down_link_fails_with_its_name_and_errno() {
     .unwrap_err();
     assert!(matches!(e, AnnounceError::ReadMac { .. }), "{e}");
     assert!(e.to_string().contains("nosuch0"), "{e}");
+}
+
+/// An announcement stopped half-way (the node released the VIP) sends no further round.
+#[test]
+#[ignore = "needs root and network namespaces: run by scripts/test"]
+fn an_announcement_stops_when_told() {
+    let pair = Pair::new();
+    let go_on = Arc::new(AtomicBool::new(true));
+    let announcement = arp_announcement(5, Duration::from_millis(200), ArpForm::Both);
+    let sender = send_from_while(&pair.a, announcement, Arc::clone(&go_on));
+    std::thread::sleep(Duration::from_millis(300));
+    go_on.store(false, Ordering::SeqCst);
+    let sent = sender.join().expect("the sender").expect("sent");
+    // Two rounds (a request and a reply each) before the stop, none after.
+    assert_eq!(sent.frames, 4, "{sent:?}");
 }
 
 /// A node whose takeovers and releases do nothing (only the heartbeat is under test).

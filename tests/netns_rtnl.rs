@@ -451,7 +451,7 @@ fn a_missing_interface_is_refused_with_enodev() {
 
 #[test]
 #[ignore = "needs root and network namespaces: run by scripts/test"]
-fn neighbours_are_listed_in_both_families() {
+fn neighbours_are_listed_and_forgotten_in_both_families() {
     let ns = Netns::new();
     ns.ip(&["link", "set", "va", "up"]);
     for (addr, mac) in [
@@ -470,13 +470,20 @@ fn neighbours_are_listed_in_both_families() {
             "permanent",
         ]);
     }
-    let (va, neighbours) = ns.run(|| {
+    let (va, neighbours, after) = ns.run(|| {
         let mut rtnl = KernelRtnl::open().expect("rtnetlink");
-        (
-            index_of(&mut rtnl, "va"),
-            rtnl.neighbours().expect("neighbours"),
-        )
+        let va = index_of(&mut rtnl, "va");
+        let neighbours = rtnl.neighbours().expect("neighbours");
+        // Forgotten, and forgetting one that is not there is fine.
+        for _ in 0..2 {
+            for addr in ["192.0.2.9", "2001:db8::9"] {
+                rtnl.remove_neighbour(va, addr.parse().unwrap())
+                    .unwrap_or_else(|e| panic!("forget {addr}: {e}"));
+            }
+        }
+        (va, neighbours, rtnl.neighbours().expect("neighbours"))
     });
+    assert!(after.iter().all(|n| n.index != va), "left on va: {after:?}");
     for (addr, mac) in [
         ("192.0.2.9", [2, 0, 0, 0, 0, 9]),
         ("2001:db8::9", [2, 0, 0, 0, 0, 10]),

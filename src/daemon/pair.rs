@@ -7,6 +7,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
@@ -16,7 +18,7 @@ use crate::ha::machine::{Machine, Settings};
 use crate::ha::message::Key;
 use crate::ha::run::{self, Effects, Handle, Serial, Setup, Udp};
 use crate::net::vip;
-use crate::sys::announce::{announce, Announcement};
+use crate::sys::announce::{announce_while, Announcement};
 use crate::sys::ipvs::kernel::KernelIpvs;
 use crate::sys::ipvs::{handover, Ipvs, SyncDaemon, SyncState};
 use crate::sys::rtnl::KernelRtnl;
@@ -131,6 +133,9 @@ struct BoxEffects {
     spacing: Duration,
     /// The heartbeat interface and sync id, when connection sync is on.
     sync: Option<(String, u8)>,
+    /// Raised by every takeover and release: an announcement goes on only while it is the
+    /// one its takeover set (a release stops it, or clients would come back to this box).
+    term: Arc<AtomicU64>,
 }
 
 /// The longest a release spends handing the connection table to the peer.
@@ -165,6 +170,7 @@ impl BoxEffects {
             count: pair.announce_count,
             spacing: pair.announce_spacing.as_duration(),
             sync,
+            term: Arc::default(),
         }
     }
 }
@@ -197,6 +203,7 @@ impl Effects for BoxEffects {
         let started = Instant::now();
         // After a planned hand-over the peer's connections are queued for this node's backup
         // sync daemon: they go into the table before the VIPs come up.
+        let term = self.term.fetch_add(1, Ordering::SeqCst) + 1;
         let mut taken_in = String::new();
         if planned && self.sync.is_some() {
             taken_in = match handover::wait_taken_in(TAKE_IN_BUDGET) {
@@ -218,8 +225,10 @@ impl Effects for BoxEffects {
                     let link = device.split(':').next().unwrap_or(device).to_string();
                     let announcement = Announcement::new(&link, *address, self.count, self.spacing);
                     // Repeated with pauses: not on the pair's loop.
+                    let current = Arc::clone(&self.term);
                     std::thread::spawn(move || {
-                        if let Err(e) = announce(&announcement, Path::new("/sys")) {
+                        let go_on = || current.load(Ordering::SeqCst) == term;
+                        if let Err(e) = announce_while(&announcement, Path::new("/sys"), go_on) {
                             warn!("pair: announcing {}: {e}", announcement.address);
                         }
                     });
@@ -240,6 +249,7 @@ impl Effects for BoxEffects {
     }
 
     fn release(&mut self) -> Result<(), String> {
+        self.term.fetch_add(1, Ordering::SeqCst);
         let mut rtnl = KernelRtnl::open().map_err(|e| e.to_string())?;
         let mut failed = Vec::new();
         for (address, device) in &self.vips {

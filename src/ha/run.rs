@@ -255,6 +255,8 @@ struct Runner {
     lost: Option<Lost>,
     /// None only while an effect runs (`perform`).
     effects: Option<Box<dyn Effects>>,
+    /// An effect ran since the channels were last caught up with.
+    performed: bool,
     watchdog: Option<Box<dyn Watchdog>>,
     commands: mpsc::UnboundedReceiver<Command>,
     /// Time zero of the machine's clock.
@@ -282,6 +284,7 @@ impl Runner {
             serial: setup.serial,
             lost: None,
             effects: Some(setup.effects),
+            performed: false,
             watchdog: setup.watchdog,
             commands,
             epoch,
@@ -370,21 +373,7 @@ impl Runner {
                     self.heard(Channel::Udp, &datagram[..len], &from.to_string());
                 }
                 Event::Datagram(Err(e)) => warn!("pair: receiving on udp: {e}"),
-                Event::Serial(Ok(n)) => {
-                    for &byte in &bytes[..n] {
-                        let Some(serial) = &mut self.serial else {
-                            break;
-                        };
-                        match serial.deframer.push(byte) {
-                            Some(Ok(message)) => self.heard(Channel::Serial, &message, "serial"),
-                            Some(Err(why)) => {
-                                self.receiver.count(why);
-                                self.rejected(why, "serial");
-                            }
-                            None => {}
-                        }
-                    }
-                }
+                Event::Serial(Ok(n)) => self.serial_bytes(&bytes[..n]),
                 Event::Serial(Err(e)) => {
                     let source = self.serial.take().and_then(|serial| serial.source);
                     match source {
@@ -413,6 +402,52 @@ impl Runner {
             }
             self.pet();
             self.reopen();
+            self.catch_up(&mut datagram, &mut bytes);
+        }
+    }
+
+    /// Feeds the machine what the serial line brought.
+    fn serial_bytes(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            let Some(serial) = &mut self.serial else {
+                break;
+            };
+            match serial.deframer.push(byte) {
+                Some(Ok(message)) => self.heard(Channel::Serial, &message, "serial"),
+                Some(Err(why)) => {
+                    self.receiver.count(why);
+                    self.rejected(why, "serial");
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// After an effect, which held this loop for a while (a release handing over a big table):
+    /// the beats that arrived meanwhile are taken in before the machine looks at the clock,
+    /// or it would take the peer for silent (and dead) for as long as the effect took.
+    fn catch_up(&mut self, datagram: &mut [u8], bytes: &mut [u8]) {
+        while std::mem::take(&mut self.performed) {
+            while let Some(udp) = &self.udp {
+                match udp.socket.try_recv_from(datagram) {
+                    Ok((len, from)) => {
+                        self.heard(Channel::Udp, &datagram[..len], &from.to_string())
+                    }
+                    Err(_) => break,
+                }
+            }
+            while let Some(serial) = &self.serial {
+                // Non-blocking: WouldBlock (nothing more), a hang-up or an error end the
+                // catching up; the loop's own read then sees them.
+                match serial.line.get_ref().read(bytes) {
+                    Ok(n) if n > 0 => {
+                        let n = n.min(bytes.len());
+                        let chunk = bytes[..n].to_vec();
+                        self.serial_bytes(&chunk);
+                    }
+                    _ => break,
+                }
+            }
         }
     }
 
@@ -565,13 +600,23 @@ impl Runner {
         let Some(mut effects) = self.effects.take() else {
             return Err("another effect is under way".into());
         };
+        self.performed = true;
         let keepalive = self.machine.settings().keepalive;
+        // Below the pair's own real-time priority: a thread of the same SCHED_FIFO priority
+        // would hold the CPU until done (a table read of tens of milliseconds), and the beats
+        // meant to go meanwhile would not.
+        let below = crate::sys::sched::is_realtime().then_some(REALTIME_PRIORITY - 1);
         let result = std::thread::scope(|scope| {
             let (done, finished) = std::sync::mpsc::channel();
             let running = &mut effects;
             let spawned = std::thread::Builder::new()
                 .name("pair-effect".into())
                 .spawn_scoped(scope, move || {
+                    if let Some(priority) = below {
+                        if let Err(e) = crate::sys::sched::realtime(priority) {
+                            warn!("pair: the effect's thread keeps the pair's priority: {e}");
+                        }
+                    }
                     let _ = done.send(effect(running.as_mut()));
                 });
             if let Err(e) = spawned {

@@ -410,6 +410,16 @@ fn icmpv6_checksum(source: &Ipv6Addr, destination: &Ipv6Addr, message: &[u8]) ->
 /// from `<sysfs>/class/net/<interface>/address` unless `a.mac` gives one. Blocks for about
 /// `(count - 1) * spacing`; stops at the first failure, which names the frame.
 pub fn announce(a: &Announcement, sysfs: &Path) -> Result<Sent, AnnounceError> {
+    announce_while(a, sysfs, || true)
+}
+
+/// `announce`, with the rounds after the first sent only while `go_on` says so (a node that
+/// has released the VIP since must not claim it again).
+pub fn announce_while(
+    a: &Announcement,
+    sysfs: &Path,
+    go_on: impl Fn() -> bool,
+) -> Result<Sent, AnnounceError> {
     let interface = a.interface.as_str();
     validate(a)?;
     let mac = match a.mac {
@@ -439,6 +449,9 @@ pub fn announce(a: &Announcement, sysfs: &Path) -> Result<Sent, AnnounceError> {
     for round in 0..a.count {
         if round > 0 {
             std::thread::sleep(a.spacing);
+            if !go_on() {
+                break;
+            }
         }
         for (ethertype, destination, frame) in &frames {
             socket

@@ -108,6 +108,8 @@ pub trait Rtnl {
     fn add_route(&mut self, route: &Route) -> Result<(), RtnlError>;
     fn remove_route(&mut self, route: &Route) -> Result<(), RtnlError>;
     fn neighbours(&mut self) -> Result<Vec<Neighbour>, RtnlError>;
+    /// Forgets the neighbour entry of `addr` on link `index`; none there is fine.
+    fn remove_neighbour(&mut self, index: u32, addr: IpAddr) -> Result<(), RtnlError>;
 }
 
 /// A recording fake with the kernel's state in memory: it refuses what the kernel would (an
@@ -253,6 +255,17 @@ impl Rtnl for FakeRtnl {
 
     fn neighbours(&mut self) -> Result<Vec<Neighbour>, RtnlError> {
         Ok(self.neighbours.clone())
+    }
+
+    fn remove_neighbour(&mut self, index: u32, addr: IpAddr) -> Result<(), RtnlError> {
+        let name = self.name(index, "remove neighbour")?;
+        let before = self.neighbours.len();
+        self.neighbours
+            .retain(|n| !(n.index == index && n.addr == addr));
+        if self.neighbours.len() != before {
+            self.changes.push(format!("neigh del {addr} {name}"));
+        }
+        Ok(())
     }
 }
 

@@ -25,3 +25,10 @@ pub fn realtime(priority: i32) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// Whether the calling thread runs under SCHED_FIFO or SCHED_RR.
+pub fn is_realtime() -> bool {
+    // SAFETY: no memory arguments; pid 0 is the calling thread.
+    let policy = unsafe { libc::syscall(libc::SYS_sched_getscheduler, 0) };
+    policy == libc::c_long::from(libc::SCHED_FIFO) || policy == libc::c_long::from(libc::SCHED_RR)
+}

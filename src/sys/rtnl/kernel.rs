@@ -571,6 +571,21 @@ impl Rtnl for KernelRtnl {
         })
     }
 
+    fn remove_neighbour(&mut self, index: u32, addr: IpAddr) -> Result<(), RtnlError> {
+        // struct ndmsg: family, two pads, ifindex, state, flags, type.
+        let mut header = [0u8; 12];
+        header[0] = family_of(addr);
+        header[4..8].copy_from_slice(&i32::try_from(index).unwrap_or(0).to_ne_bytes());
+        let request = Message::new(&header).attribute(NDA_DST, &octets(addr));
+        self.change(Rtm::Delneigh, NlmF::empty(), request, &[libc::ENOENT])
+            .map_err(|r| {
+                r.about(format!(
+                    "forget the neighbour {addr} on {}",
+                    self.name_of(index)
+                ))
+            })
+    }
+
     fn neighbours(&mut self) -> Result<Vec<Neighbour>, RtnlError> {
         let request = Message::new(&[0u8; 12]);
         let replies = self.dump(Rtm::Getneigh, request, "list neighbours")?;
