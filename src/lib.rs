@@ -1,8 +1,9 @@
 //! The director's parts, shared by the `director` binary (`src/main.rs`), the integration
 //! tests and the fuzz targets: PID 1 (`init`), the control plane (`daemon`), the configuration
-//! (`config`), the command line (`ctl`), the health checks of real servers (`health`), and
-//! every kernel touch point (`sys`).
+//! (`config`), the command line (`ctl`), the health checks of real servers (`health`), the
+//! HTTPS admin endpoint (`admin`), and every kernel touch point (`sys`).
 
+pub mod admin;
 pub mod config;
 pub mod control;
 pub mod ctl;
@@ -17,3 +18,4 @@ pub mod power;
 #[cfg(test)]
 mod scratch;
 pub mod sys;
+pub mod tls;

@@ -21,6 +21,8 @@ const NODE_ID: &[u8] = b"node-id";
 const INCARNATION: &[u8] = b"incarnation";
 /// The stamp of the part of the configuration the pair shares (`replica`).
 const SHARED_STAMP: &[u8] = b"shared-stamp";
+/// The tree of the admin endpoint's own data.
+const ADMIN_TREE: &str = "admin";
 
 /// One stored revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -214,6 +216,21 @@ impl Store {
         let mut bytes = stamp.serial.to_be_bytes().to_vec();
         bytes.extend_from_slice(&stamp.digest.to_be_bytes());
         self.meta.insert(SHARED_STAMP, bytes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The admin endpoint's own data under `name` (its certificate and key, the API tokens):
+    /// kept beside the revisions, never part of a configuration, never replicated.
+    pub fn admin_data(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tree = self.db.open_tree(ADMIN_TREE)?;
+        Ok(tree.get(name)?.map(|v| v.to_vec()))
+    }
+
+    /// Keeps `value` as the admin data `name` (flushed).
+    pub fn keep_admin_data(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let tree = self.db.open_tree(ADMIN_TREE)?;
+        tree.insert(name, value)?;
         self.db.flush()?;
         Ok(())
     }

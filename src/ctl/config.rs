@@ -138,7 +138,7 @@ fn online(words: &[&str], author: Option<String>, comment: Option<String>) -> Re
 }
 
 /// Who is at the keyboard: the user behind sudo, the login, the account of the uid, or the uid.
-fn default_author() -> Option<String> {
+pub fn default_author() -> Option<String> {
     let uid = nix::unistd::getuid();
     ["SUDO_USER", "USER", "LOGNAME"]
         .iter()

@@ -5,6 +5,7 @@ pub mod config;
 pub mod health;
 pub mod ipvs;
 pub mod pair;
+pub mod remote;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -16,6 +17,7 @@ use crate::control::{self, Request};
 
 const USAGE: &str = "\
 usage: director ctl [--socket PATH] <command>
+       director ctl --host HOST[:PORT] ... (another box, over its admin API: --host --help)
 
 commands:
   status      the daemon's pid, version and uptime, the pair (role, peer, heartbeat channels,
@@ -31,9 +33,19 @@ commands:
   ipvs --health [--stats|--rate]
               the same, followed by the health of each real server and the sorry servers
   ipvs apply  read the kernel's IPVS table back and correct what differs from the configuration
+  admin password
+              set the admin endpoint's password (asked twice on a terminal, else one line of
+              standard input); only its salted hash is kept, as a new revision
+  admin token new NAME | admin token list | admin token remove NAME
+              API tokens for scripts (`Authorization: Bearer ...`); a new one is shown once
+  admin fingerprint
+              the SHA-256 fingerprint of the certificate the admin endpoint presents
 ";
 
 pub fn run(args: &[String]) -> ExitCode {
+    if args.iter().any(|a| a == "--host") {
+        return remote::run(args);
+    }
     let mut socket = None;
     let mut words = Vec::new();
     let mut iter = args.iter();
@@ -57,7 +69,56 @@ pub fn run(args: &[String]) -> ExitCode {
         eprint!("{USAGE}");
         return ExitCode::from(2);
     }
-    send("director ctl", socket, &Request::new(&words))
+    let mut request = Request::new(&words);
+    if words == ["admin", "password"] {
+        match read_password() {
+            Ok(password) => request.body = password,
+            Err(why) => {
+                eprintln!("director ctl: {why}");
+                return ExitCode::FAILURE;
+            }
+        }
+        request.author = config::default_author();
+    }
+    send("director ctl", socket, &request)
+}
+
+/// The new password: typed twice without echo on a terminal, else the first line of input.
+fn read_password() -> Result<String, String> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    let read_line = || -> Result<String, String> {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the password: {e}"))?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    };
+    if !stdin.is_terminal() {
+        return read_line();
+    }
+    let saved = nix::sys::termios::tcgetattr(&stdin).map_err(|e| format!("the terminal: {e}"))?;
+    let mut quiet = saved.clone();
+    quiet
+        .local_flags
+        .remove(nix::sys::termios::LocalFlags::ECHO);
+    let set = |t: &nix::sys::termios::Termios| {
+        nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, t)
+            .map_err(|e| format!("the terminal: {e}"))
+    };
+    set(&quiet)?;
+    eprint!("new admin password: ");
+    let first = read_line();
+    eprint!("\nthe same again: ");
+    let second = read_line();
+    eprintln!();
+    set(&saved)?;
+    let (first, second) = (first?, second?);
+    if first != second {
+        return Err("the two passwords differ; nothing changed".into());
+    }
+    Ok(first)
 }
 
 /// Sends `request` to the daemon and prints its answer; `who` prefixes error messages.

@@ -104,6 +104,77 @@ pub fn render(status: &Status) -> String {
     out
 }
 
+/// The pair as JSON, for the admin API: the same facts as `render`, times in milliseconds.
+pub fn json(status: &Status) -> serde_json::Value {
+    use serde_json::json;
+    let ms = |d: Duration| d.as_millis() as u64;
+    let peer = status.peer.as_ref().map(|peer| {
+        json!({
+            "node": format!("{:x}", peer.node),
+            "role": peer.role.to_string(),
+            "alive": status.peer_alive,
+            "preference": format!("{:?}", peer.preference).to_lowercase(),
+            "priority": peer.priority,
+            "revision": peer.revision,
+            "shared": peer.shared.to_string(),
+            "ping_nodes": peer.fitness.pings,
+            "leaving": peer.leaving,
+        })
+    });
+    let channels: Vec<serde_json::Value> = status
+        .heard
+        .iter()
+        .map(|(channel, heard)| {
+            let failures = status
+                .send_failures
+                .iter()
+                .find(|(c, _)| c == channel)
+                .map_or(0, |(_, n)| *n);
+            json!({
+                "channel": channel.name(),
+                "last_beat_ms_ago": heard.map(ms),
+                "send_failures": failures,
+            })
+        })
+        .collect();
+    let refused: serde_json::Map<String, serde_json::Value> = status
+        .rejected
+        .iter()
+        .map(|(why, n)| (why.to_string(), json!(n)))
+        .collect();
+    let transitions: Vec<serde_json::Value> = status
+        .history
+        .iter()
+        .map(|t| {
+            json!({
+                "at_ms": ms(t.at),
+                "from": t.from.to_string(),
+                "to": t.to.to_string(),
+                "reason": t.reason,
+            })
+        })
+        .collect();
+    json!({
+        "node": format!("{:x}", status.node),
+        "incarnation": status.incarnation,
+        "role": status.role.to_string(),
+        "for_ms": ms(status.for_),
+        "intent": match status.intent {
+            crate::ha::machine::Intent::None => "none",
+            crate::ha::machine::Intent::Claim => "takeover",
+            crate::ha::machine::Intent::Yield => "release",
+        },
+        "links_up": status.fitness.links_up,
+        "ping_nodes": status.fitness.pings,
+        "peer": peer,
+        "channels": channels,
+        "sent": status.sent,
+        "accepted": status.accepted,
+        "refused": refused,
+        "transitions": transitions,
+    })
+}
+
 /// `1.234 s`, `87 ms`.
 fn span(d: Duration) -> String {
     if d >= Duration::from_secs(1) {
@@ -178,5 +249,18 @@ mod tests {
              \x20 heartbeats: 610 sent, 600 accepted, refused: 2 forged\n\
              \x20 at 1.500 s: init -> active: neither node active: this node ranks higher (preferred role)\n"
         );
+        let json = json(&status);
+        assert_eq!(json["role"], "active");
+        assert_eq!(json["for_ms"], 61_250);
+        assert_eq!(json["peer"]["node"], "cd");
+        assert_eq!(json["peer"]["alive"], true);
+        assert_eq!(json["channels"][0]["last_beat_ms_ago"], 40);
+        assert_eq!(
+            json["channels"][1]["last_beat_ms_ago"],
+            serde_json::Value::Null
+        );
+        assert_eq!(json["channels"][1]["send_failures"], 3);
+        assert_eq!(json["refused"]["forged"], 2);
+        assert_eq!(json["transitions"][0]["to"], "active");
     }
 }

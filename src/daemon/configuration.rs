@@ -300,6 +300,33 @@ impl Configuration {
         self.revision
     }
 
+    /// The admin endpoint's data `name` in the store.
+    pub fn admin_data(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        self.store()?.admin_data(name).map_err(|e| e.to_string())
+    }
+
+    pub fn keep_admin_data(&self, name: &str, value: &[u8]) -> Result<(), String> {
+        self.store()?
+            .keep_admin_data(name, value)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The stored revisions, oldest first, without their configurations; one that cannot be
+    /// read is left out (`config history` names it).
+    pub fn listed(&self) -> Result<Vec<crate::admin::api::Listed>, String> {
+        let all = self.store()?.history().map_err(|e| e.to_string())?;
+        Ok(all
+            .into_iter()
+            .flatten()
+            .map(|r| crate::admin::api::Listed {
+                number: r.number,
+                time_ms: r.time_ms,
+                author: r.author,
+                comment: r.comment,
+            })
+            .collect())
+    }
+
     pub fn stamp(&self) -> Stamp {
         self.stamp
     }

@@ -9,6 +9,7 @@
 //! concern; every IPVS round plans with the health checks' say, so that a configuration
 //! change does not put a failed real server back.
 
+pub mod admin;
 pub mod balancer;
 pub mod configuration;
 pub mod network;
@@ -143,6 +144,8 @@ struct Shared {
     pair: Arc<Mutex<Option<crate::ha::run::Handle>>>,
     /// What configuration replication is doing, when the pair replicates.
     replication: Option<replication::Report>,
+    /// The HTTPS admin endpoint, once started.
+    admin: std::sync::OnceLock<admin::Service>,
 }
 
 async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), String> {
@@ -218,7 +221,11 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
         balancer,
         health,
         pair,
+        admin: std::sync::OnceLock::new(),
     });
+    if let Some(service) = admin::start(&shared) {
+        let _ = shared.admin.set(service);
+    }
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     let mut interrupt =
@@ -838,6 +845,11 @@ fn execute(request: &Request, shared: &Shared) -> Result<String, String> {
                 )),
             }
         }
+        ["admin", ..] => shared
+            .admin
+            .get()
+            .ok_or("the admin endpoint is not running (see the log)")?
+            .handle(request),
         ["config", ..] => match shared.configuration.lock() {
             Ok(mut configuration) => configuration.handle(request),
             Err(_) => Err("the configuration service failed earlier; restart the daemon".into()),

@@ -91,6 +91,32 @@ fn the_shared_stamp_is_kept_across_reopening() {
 }
 
 #[test]
+fn admin_data_is_kept_across_reopening_and_apart_from_revisions() {
+    let dir = Scratch::new("admin-data");
+    {
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.admin_data("certificate").unwrap(), None);
+        store.keep_admin_data("certificate", b"der bytes").unwrap();
+        store.keep_admin_data("tokens", b"").unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.admin_data("certificate").unwrap().as_deref(),
+        Some(&b"der bytes"[..])
+    );
+    assert_eq!(
+        store.admin_data("tokens").unwrap().as_deref(),
+        Some(&b""[..])
+    );
+    assert_eq!(
+        store.current_number().unwrap(),
+        None,
+        "no revision came of it"
+    );
+    assert!(store.history().unwrap().is_empty());
+}
+
+#[test]
 fn commits_are_numbered_and_survive_reopening() {
     let dir = Scratch::new("numbered");
     {
