@@ -243,12 +243,39 @@ pub fn spawn_thread(setup: impl FnOnce() -> Option<Setup> + Send + 'static) -> i
     Ok(Handle { commands })
 }
 
+/// The peer's newest beat. Its sequence counts across channels, so a beat that arrives after
+/// a later one (the serial line is slower than UDP: a frame queued before the peer's "leaving"
+/// beat comes in after it) proves its channel alive but says nothing new: acting on it would
+/// take back what the later one said (a peer that has handed over, seen active again).
+#[derive(Default)]
+struct Newest {
+    last: Option<(u64, u64, Beat)>,
+}
+
+impl Newest {
+    /// The beat to act on when `envelope` arrives: its own, or the newer one already heard.
+    fn pick(&mut self, envelope: Envelope) -> Beat {
+        match &self.last {
+            Some((incarnation, sequence, newer))
+                if *incarnation == envelope.incarnation && *sequence > envelope.sequence =>
+            {
+                *newer
+            }
+            _ => {
+                self.last = Some((envelope.incarnation, envelope.sequence, envelope.beat));
+                envelope.beat
+            }
+        }
+    }
+}
+
 struct Runner {
     machine: Machine,
     key: Key,
     incarnation: u64,
     sequence: u64,
     receiver: Receiver,
+    newest: Newest,
     udp: Option<Udp>,
     serial: Option<Serial>,
     /// The serial line failed: opened again every `REOPEN_EVERY`.
@@ -280,6 +307,7 @@ impl Runner {
             incarnation: setup.incarnation,
             sequence: 0,
             receiver: Receiver::new(),
+            newest: Newest::default(),
             udp: setup.udp,
             serial: setup.serial,
             lost: None,
@@ -545,7 +573,10 @@ impl Runner {
             .receiver
             .accept(&self.key, channel, message, millis(now), max_delay)
         {
-            Ok(Envelope { beat, .. }) => self.step(Input::Heard { channel, beat }),
+            Ok(envelope) => {
+                let beat = self.newest.pick(envelope);
+                self.step(Input::Heard { channel, beat });
+            }
             Err(why) => self.rejected(why, from),
         }
     }
@@ -834,4 +865,53 @@ fn join_multicast_v4(socket: &std::net::UdpSocket, group: Ipv4Addr, index: u32) 
 
 fn millis(at: Duration) -> u64 {
     u64::try_from(at.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::RolePreference;
+    use crate::ha::machine::{Fitness, Intent};
+
+    fn envelope(incarnation: u64, sequence: u64, role: Role, leaving: bool) -> Envelope {
+        Envelope {
+            incarnation,
+            sequence,
+            sent_ms: sequence * 10,
+            beat: Beat {
+                node: 7,
+                role,
+                preference: RolePreference::Backup,
+                priority: 100,
+                fitness: Fitness {
+                    links_up: true,
+                    pings: 1,
+                },
+                intent: Intent::None,
+                intent_epoch: 0,
+                leaving,
+                defers: false,
+                revision: 1,
+                shared: Default::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_beat_older_than_one_heard_says_what_the_newer_one_said() {
+        let mut newest = Newest::default();
+        let active = newest.pick(envelope(1, 10, Role::Active, false));
+        assert_eq!(active.role, Role::Active);
+        // UDP brings "leaving" (11), then the serial line the "active" sent before it (10).
+        let leaving = newest.pick(envelope(1, 11, Role::Standby, true));
+        assert!(leaving.leaving);
+        let late = newest.pick(envelope(1, 10, Role::Active, false));
+        assert_eq!(
+            late, leaving,
+            "the late beat does not take the hand-over back"
+        );
+        // A restarted peer (a new incarnation) starts afresh.
+        let restarted = newest.pick(envelope(2, 1, Role::Standby, false));
+        assert!(!restarted.leaving);
+    }
 }
