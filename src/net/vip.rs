@@ -56,17 +56,14 @@ pub fn remove(rtnl: &mut dyn Rtnl, vip: IpAddr, device: &str) -> Result<(), Stri
     let address = address(rtnl, vip, device)?;
     // A neighbour entry for the VIP left from an earlier spell as standby (the peer's MAC)
     // would forward what clients still send here straight to the peer before it holds the
-    // VIP, and the peer, forwarding it on, loses it. Without the entry it waits here until the
-    // peer announces the VIP (a gratuitous ARP reply updates the pending entry). Forgotten
-    // before the address goes (while the VIP is local nothing uses or renews the entry, so no
-    // packet can slip out to the old MAC in between) and again after, in case.
-    let forget = |rtnl: &mut dyn Rtnl| {
-        rtnl.remove_neighbour(address.index, vip)
-            .map_err(|e| e.to_string())
-    };
-    forget(rtnl)?;
-    rtnl.remove_address(&address).map_err(|e| e.to_string())?;
-    forget(rtnl)
+    // VIP, and the peer, forwarding it on, loses it. Without the entry, what comes in waits
+    // here until the peer announces the VIP (its gratuitous ARP resolves the pending entry).
+    // Forgotten before the address goes, while the VIP is local and nothing uses or renews
+    // the entry; never after: the entry made then holds the first packets waiting, and
+    // forgetting it would drop them.
+    rtnl.remove_neighbour(address.index, vip)
+        .map_err(|e| e.to_string())?;
+    rtnl.remove_address(&address).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
