@@ -132,11 +132,16 @@ impl Allowed {
     }
 }
 
-/// A running front; `stop` ends its accepting (connections under way finish on their own).
+/// A running front; `stop` (or dropping it) ends its accepting and closes its socket before
+/// it returns (connections under way finish on their own).
 pub struct Front {
     pub local: SocketAddr,
     stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// How often the accepting thread looks whether it is to stop.
+const STOP_CHECK: Duration = Duration::from_millis(200);
 
 impl Front {
     /// Listens on `listen` and serves clients until stopped.
@@ -149,19 +154,24 @@ impl Front {
         counters: Arc<Counters>,
     ) -> io::Result<Front> {
         let listener = TcpListener::bind(listen)?;
+        listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let clients: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
-        std::thread::Builder::new()
+        let check =
+            PollTimeout::try_from(STOP_CHECK.as_millis() as i32).unwrap_or(PollTimeout::MAX);
+        let thread = std::thread::Builder::new()
             .name("admin-accept".into())
             .spawn(move || {
-                for stream in listener.incoming() {
-                    if stopping.load(Ordering::SeqCst) {
-                        break;
+                while !stopping.load(Ordering::SeqCst) {
+                    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+                    if !matches!(poll(&mut fds, check), Ok(n) if n > 0) {
+                        continue;
                     }
-                    let stream = match stream {
-                        Ok(stream) => stream,
+                    let (stream, client) = match listener.accept() {
+                        Ok(accepted) => accepted,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                         Err(e) => {
                             warn!("admin: accept: {e}");
                             // Out of descriptors, say: do not spin.
@@ -169,9 +179,9 @@ impl Front {
                             continue;
                         }
                     };
-                    let Ok(client) = stream.peer_addr() else {
+                    if stream.set_nonblocking(false).is_err() {
                         continue;
-                    };
+                    }
                     if !allowed.admits(client.ip()) {
                         counters.refused_source.fetch_add(1, Ordering::Relaxed);
                         refuse(stream, &format!("{client}: not in admin.allowed"));
@@ -198,22 +208,18 @@ impl Front {
                 }
             })?;
         info!("admin: listening on {local} (HTTPS)");
-        Ok(Front { local, stop })
+        Ok(Front {
+            local,
+            stop,
+            thread: Some(thread),
+        })
     }
 
-    pub fn stop(&self) {
+    pub fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accepting thread.
-        let wake = match self.local.ip() {
-            ip if ip.is_unspecified() && ip.is_ipv4() => {
-                SocketAddr::from(([127, 0, 0, 1], self.local.port()))
-            }
-            ip if ip.is_unspecified() => {
-                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, self.local.port()))
-            }
-            _ => self.local,
-        };
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -76,7 +76,7 @@ impl Endpoint {
             }
         }
         // The old one goes first: the new one may want its port.
-        if let Some(old) = current.take() {
+        if let Some(mut old) = current.take() {
             old.stop();
         }
         let started = Front::start(

@@ -342,3 +342,19 @@ fn a_token_reads_the_metrics_and_changes_the_configuration_on_one_connection() {
         "three requests, one kept-alive connection"
     );
 }
+
+#[test]
+fn a_new_listen_address_on_the_same_port_takes_over_at_once() {
+    let lab = lab(&[]);
+    let port = lab.address.port();
+    let wide: SocketAddr = format!("0.0.0.0:{port}").parse().unwrap();
+    // The old socket is closed before the new one binds the port.
+    let local = lab.endpoint.listen(wide, &[]).unwrap();
+    assert_eq!(local, wide);
+    let mut tls = connect(&lab);
+    assert_eq!(request(&mut tls, "GET", "/api/status", &[], "").0, 401);
+    let back: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(lab.endpoint.listen(back, &[]).unwrap(), back);
+    let mut tls = connect(&lab);
+    assert_eq!(request(&mut tls, "GET", "/api/status", &[], "").0, 401);
+}
