@@ -2,8 +2,10 @@
 //! the certificate's fingerprint from the console pins the connection, the password set on the
 //! console logs in, a bad configuration comes back with every problem and changes nothing, a
 //! real server's new weight reaches the kernel's IPVS table, a token drives the remote command
-//! line, and a source outside `admin.allowed` is reset before the handshake. Needs root and
-//! QEMU; `scripts/test` runs it with `--ignored`.
+//! line, and a source outside `admin.allowed` is reset before the handshake; and headless
+//! Chromium logs in to the web console and sets a weight that shows in the kernel's table
+//! (screenshots in `target/qemu-tests/admin-browser/`). Needs root and QEMU; `scripts/test`
+//! runs it with `--ignored`.
 
 mod vm;
 
@@ -14,6 +16,7 @@ use std::time::Duration;
 use director::admin::cert::parse_fingerprint;
 use director::admin::client::Client;
 use serde_json::json;
+use vm::browser::Browser;
 use vm::lab::{dr_virtual_servers, enter_netns, Node, PairSpec};
 use vm::test_dir;
 
@@ -176,4 +179,103 @@ fn the_admin_endpoint_answers_over_https_and_changes_go_through_the_store() {
         reply.is_empty(),
         "not a byte of TLS to a refused source: {reply:?}"
     );
+}
+
+#[test]
+#[ignore = "boots two VMs under QEMU on bridges (root) and runs Chromium: run by scripts/test"]
+fn a_browser_logs_in_and_a_weight_set_in_the_console_reaches_the_kernel() {
+    let dir = test_dir("admin-browser");
+    let mut spec = PairSpec::new("dbrw", &dir);
+    spec.config_a.push_str(&dr_virtual_servers(
+        &[("web", 80)],
+        &[("rs1", "192.0.2.21"), ("rs2", "192.0.2.22")],
+    ));
+    let mut pair = spec.boot();
+    pair.wait_ready(BOOT);
+    let said = pair.sh(
+        Node::A,
+        &format!("echo {PASSWORD} | director ctl admin password"),
+        SHORT,
+    );
+    assert!(said.contains("revision"), "{said}");
+    pair.logged(Node::A, "ipvs: table in force", SHORT);
+
+    let mut browser =
+        Browser::launch(pair.client(), &dir.join("chromium")).unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("https://{}:3636/", Node::A.public());
+    browser.open(&url).unwrap_or_else(|e| panic!("{e}"));
+    let wait = Duration::from_secs(20);
+    browser
+        .wait_for("!document.querySelector('#login').hidden", wait)
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser
+        .screenshot(&dir.join("1-login.png"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser
+        .eval(&format!(
+            "document.querySelector('#password').value = '{PASSWORD}'; \
+             document.querySelector('#login-form').requestSubmit(); true"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The monitoring panel with the table, rs2 among the real servers.
+    let rs2 = "document.querySelector('input.weight[data-rs=\"rs2\"]')";
+    browser
+        .wait_for(&format!("{rs2} !== null"), wait)
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser
+        .screenshot(&dir.join("2-monitoring.png"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser
+        .eval(&format!(
+            "const input = {rs2}; input.value = '9'; \
+             input.closest('tr').querySelector('button.set-weight').click(); true"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser
+        .wait_for(
+            "document.querySelector('#message').textContent.includes('weight web/rs2')",
+            wait,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let message = browser
+        .eval("document.querySelector('#message').className")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(message, "good", "the console says the change failed");
+    // The page refreshes from the kernel's table: the new weight shows there.
+    browser
+        .wait_for(&format!("{rs2}.value === '9'"), wait)
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser
+        .screenshot(&dir.join("3-weight-set.png"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let table = pair.sh(Node::A, "director ctl ipvs", SHORT);
+    let line = table
+        .lines()
+        .find(|l| l.contains("192.0.2.22:80"))
+        .unwrap_or_else(|| panic!("rs2 not in\n{table}"));
+    assert_eq!(line.split_whitespace().nth(3), Some("9"), "{table}");
+    let history = pair.sh(Node::A, "director config history", SHORT);
+    assert!(history.contains("admin@192.0.2.10 (web)"), "{history}");
+    // The global settings panel renders the configuration's fields.
+    browser
+        .eval("document.querySelector('button[data-panel=\"global\"]').click(); true")
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser
+        .wait_for(
+            "document.querySelector('#global input[data-path=\"node.hostname\"]')?.value === 'lvs-a'",
+            wait,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser
+        .screenshot(&dir.join("4-global-settings.png"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for shot in [
+        "1-login",
+        "2-monitoring",
+        "3-weight-set",
+        "4-global-settings",
+    ] {
+        let bytes = std::fs::read(dir.join(format!("{shot}.png"))).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "{shot} is a PNG");
+    }
 }

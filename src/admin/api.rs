@@ -5,12 +5,13 @@
 //! Routes (JSON in and out unless said; errors are `{"error": "..."}` with a 4xx or 5xx
 //! status, validation problems are data):
 //!
+//! - `GET /`, `/console.js`, `/console.css`: the web console (no login needed to load it).
 //! - `POST /api/login` `{"password"}`: a session cookie and the session's CSRF token;
-//!   `POST /api/logout`.
+//!   `GET /api/session` (who, and the CSRF token again after a page reload); `POST /api/logout`.
 //! - `GET /api/status`: role, peer, channels, the IPVS table with its counters and the real
 //!   servers' health, the recent log.
-//! - `GET /api/config` (`{"revision", "toml"}`), `PUT /api/config` (the TOML as the body, or
-//!   `{"toml", "comment"}`): refused with every problem and nothing changed, or a new revision;
+//! - `GET /api/config` (`{"revision", "toml", "config"}`: the text and the same as an object),
+//!   `PUT /api/config` (the TOML as the body, or `{"toml", "comment"}` or `{"config", "comment"}`): refused with every problem and nothing changed, or a new revision;
 //!   `GET /api/config/history`, `GET /api/config/diff?from=N&to=M`,
 //!   `POST /api/config/rollback` `{"revision"}`.
 //! - `POST /api/takeover`, `POST /api/release`, `POST /api/reboot`.
@@ -152,7 +153,7 @@ pub trait Backend: Send + Sync {
 /// Who is asking.
 #[derive(Clone, Debug)]
 enum Caller {
-    Session { user: String },
+    Session { user: String, csrf: String },
     Token { name: String },
 }
 
@@ -205,6 +206,9 @@ impl Api {
                 _ => not_allowed("POST"),
             };
         }
+        if let Some(reply) = console(method, &path) {
+            return reply;
+        }
         if path == "/metrics" {
             if method != "GET" {
                 return not_allowed("GET");
@@ -238,12 +242,25 @@ impl Api {
                 Reply::json(200, &json!({ "logged_out": true }))
                     .with_header("Set-Cookie", clear_cookie())
             }
+            ("GET", "/api/session") => match &caller {
+                Caller::Session { user, csrf } => {
+                    Reply::json(200, &json!({ "user": user, "csrf": csrf }))
+                }
+                Caller::Token { name } => Reply::json(
+                    200,
+                    &json!({ "user": format!("token {name}"), "csrf": null }),
+                ),
+            },
             ("GET", "/api/status") => Reply::json(200, &self.backend.status()),
             ("GET", "/api/config") => {
                 let (revision, config) = self.backend.config();
-                match config::to_toml(&config) {
-                    Ok(toml) => Reply::json(200, &json!({ "revision": revision, "toml": toml })),
-                    Err(e) => Reply::error(500, e),
+                let structured = serde_json::to_value(&*config).map_err(|e| e.to_string());
+                match (config::to_toml(&config), structured) {
+                    (Ok(toml), Ok(structured)) => Reply::json(
+                        200,
+                        &json!({ "revision": revision, "toml": toml, "config": structured }),
+                    ),
+                    (Err(e), _) | (_, Err(e)) => Reply::error(500, e),
                 }
             }
             ("PUT", "/api/config") => self.put_config(call, &author),
@@ -309,7 +326,7 @@ impl Api {
             }
             ("POST", "/api/reboot") => match self.backend.reboot() {
                 Ok(()) => {
-                    log::warn!("admin: reboot asked by {author}");
+                    log::warn!("reboot asked by {author}");
                     Reply::json(202, &json!({ "rebooting": true }))
                 }
                 Err(why) => Reply::error(409, why),
@@ -344,7 +361,7 @@ impl Api {
                 };
                 match self.backend.replace_certificate(chain, key) {
                     Ok(fingerprint) => {
-                        log::info!("admin: a new certificate ({fingerprint}) from {author}");
+                        log::info!("a new certificate ({fingerprint}) from {author}");
                         Reply::json(200, &json!({ "fingerprint": fingerprint }))
                     }
                     Err(why) => Reply::error(422, why),
@@ -417,7 +434,10 @@ impl Api {
                 ));
             }
         }
-        Ok(Caller::Session { user: session.user })
+        Ok(Caller::Session {
+            user: session.user,
+            csrf: session.csrf,
+        })
     }
 
     fn login(&self, call: &Call, now: Instant) -> Reply {
@@ -455,7 +475,7 @@ impl Api {
             if let Ok(mut throttle) = self.throttle.lock() {
                 throttle.failed(call.client, now);
             }
-            log::warn!("admin: failed login from {}", call.client);
+            log::warn!("failed login from {}", call.client);
             return Reply::error(401, "wrong password");
         }
         if let Ok(mut throttle) = self.throttle.lock() {
@@ -467,7 +487,7 @@ impl Api {
         };
         match opened {
             Ok((cookie, csrf)) => {
-                log::info!("admin: {ADMIN} logged in from {}", call.client);
+                log::info!("{ADMIN} logged in from {}", call.client);
                 Reply::json(200, &json!({ "user": ADMIN, "csrf": csrf })).with_header(
                     "Set-Cookie",
                     format!(
@@ -486,14 +506,24 @@ impl Api {
                 Ok(body) => body,
                 Err(reply) => return reply,
             };
-            let Some(text) = body.get("toml").and_then(Value::as_str) else {
-                return Reply::error(400, "toml: the configuration's text is needed");
-            };
             let comment = body
                 .get("comment")
                 .and_then(Value::as_str)
                 .map(String::from);
-            (text.to_string(), comment)
+            let text = match (body.get("toml"), body.get("config")) {
+                (Some(Value::String(text)), None) => text.clone(),
+                (None, Some(structured)) => match from_structured(structured) {
+                    Ok(text) => text,
+                    Err(reply) => return reply,
+                },
+                _ => {
+                    return Reply::error(
+                        400,
+                        "the configuration is needed: as TOML text (\"toml\") or as the object GET gives (\"config\")",
+                    )
+                }
+            };
+            (text, comment)
         } else {
             match std::str::from_utf8(&call.body) {
                 Ok(text) => (text.to_string(), None),
@@ -613,7 +643,7 @@ impl Api {
                 if let Ok(mut sessions) = self.sessions.lock() {
                     sessions.close_all();
                 }
-                log::info!("admin: the password was changed by {author}; every session ended");
+                log::info!("the password was changed by {author}; every session ended");
                 Reply::json(200, &revision_said(&said)).with_header("Set-Cookie", clear_cookie())
             }
             Err(why) => Reply::error(409, why),
@@ -630,7 +660,7 @@ impl Api {
         };
         match self.add_token(name) {
             Ok(token) => {
-                log::info!("admin: API token '{name}' made by {author}");
+                log::info!("API token '{name}' made by {author}");
                 Reply::json(201, &json!({ "name": name, "token": token }))
             }
             Err((status, why)) => Reply::error(status, why),
@@ -669,7 +699,7 @@ impl Api {
         }
         match self.backend.keep_tokens(&tokens) {
             Ok(()) => {
-                log::info!("admin: API token '{name}' withdrawn by {author}");
+                log::info!("API token '{name}' withdrawn by {author}");
                 Reply::json(200, &json!({ "removed": name }))
             }
             Err(e) => Reply::error(500, e),
@@ -679,6 +709,7 @@ impl Api {
 
 const KNOWN: &[&str] = &[
     "/api/logout",
+    "/api/session",
     "/api/status",
     "/api/config",
     "/api/config/history",
@@ -695,7 +726,7 @@ const KNOWN: &[&str] = &[
 
 fn allowed_methods(path: &str) -> &'static str {
     match path {
-        "/api/status" | "/api/config/history" | "/api/config/diff" => "GET",
+        "/api/status" | "/api/session" | "/api/config/history" | "/api/config/diff" => "GET",
         "/api/config" => "GET, PUT",
         "/api/tokens" => "GET, POST",
         "/api/password" | "/api/certificate" => "PUT",
@@ -734,6 +765,57 @@ fn json_body(call: &Call) -> Result<Value, Reply> {
             ),
         )),
     }
+}
+
+/// The configuration as `GET /api/config` gives it (`config`), back as TOML; refused with every
+/// problem when it does not fit the model or breaks the rules.
+fn from_structured(structured: &Value) -> Result<String, Reply> {
+    let rejected = |problems: Vec<Value>| {
+        Reply::json(
+            422,
+            &json!({ "error": "rejected, nothing changed", "problems": problems }),
+        )
+    };
+    let parsed: config::Config = serde_json::from_value(structured.clone())
+        .map_err(|e| rejected(vec![json!({ "path": "config", "message": e.to_string() })]))?;
+    let problems = config::validate(&parsed);
+    if !problems.is_empty() {
+        return Err(rejected(
+            problems
+                .iter()
+                .map(|p| json!({ "path": p.path, "message": p.message }))
+                .collect(),
+        ));
+    }
+    config::to_toml(&parsed).map_err(|e| Reply::error(500, e))
+}
+
+/// The web console's files, served to anyone (they hold no data; the API asks for a login).
+fn console(method: &str, path: &str) -> Option<Reply> {
+    let (content_type, body): (&'static str, &'static str) = match path {
+        "/" | "/index.html" => (
+            "text/html; charset=utf-8",
+            include_str!("console/index.html"),
+        ),
+        "/console.js" => (
+            "text/javascript; charset=utf-8",
+            include_str!("console/console.js"),
+        ),
+        "/console.css" => (
+            "text/css; charset=utf-8",
+            include_str!("console/console.css"),
+        ),
+        _ => return None,
+    };
+    if method != "GET" && method != "HEAD" {
+        return Some(not_allowed("GET"));
+    }
+    Some(Reply {
+        status: 200,
+        content_type,
+        headers: Vec::new(),
+        body: body.as_bytes().to_vec(),
+    })
 }
 
 /// `revision N` (or `no change: ...`) from the daemon, as JSON.

@@ -173,7 +173,7 @@ impl Front {
                         Ok(accepted) => accepted,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                         Err(e) => {
-                            warn!("admin: accept: {e}");
+                            warn!("accept: {e}");
                             // Out of descriptors, say: do not spin.
                             std::thread::sleep(Duration::from_millis(100));
                             continue;
@@ -203,11 +203,11 @@ impl Front {
                             serve(stream, client, tls, backend, &peers, &counters);
                         });
                     if let Err(e) = spawned {
-                        warn!("admin: no thread for {client}: {e}");
+                        warn!("no thread for {client}: {e}");
                     }
                 }
             })?;
-        info!("admin: listening on {local} (HTTPS)");
+        info!("listening on {local} (HTTPS)");
         Ok(Front {
             local,
             stop,
@@ -231,7 +231,7 @@ impl Drop for Front {
 
 /// Closes at once, with a reset rather than a TLS alert: nothing is said to a refused source.
 fn refuse(stream: TcpStream, why: &str) {
-    log::debug!("admin: refused {why}");
+    log::debug!("refused {why}");
     let _ = socket_linger_zero(&stream);
     drop(stream);
 }
@@ -292,20 +292,20 @@ fn serve(
     let mut conn = match ServerConnection::new(tls) {
         Ok(conn) => conn,
         Err(e) => {
-            warn!("admin: {client}: {e}");
+            warn!("{client}: {e}");
             return;
         }
     };
     if let Err(e) = handshake(&mut conn, &mut tcp) {
         counters.handshake_failed.fetch_add(1, Ordering::Relaxed);
-        log::debug!("admin: {client}: TLS handshake: {e}");
+        log::debug!("{client}: TLS handshake: {e}");
         return;
     }
     counters.handshakes.fetch_add(1, Ordering::Relaxed);
     let mut inner = match TcpStream::connect(backend) {
         Ok(inner) => inner,
         Err(e) => {
-            warn!("admin: {client}: the HTTP server behind the front: {e}");
+            warn!("{client}: the HTTP server behind the front: {e}");
             return;
         }
     };
@@ -316,7 +316,7 @@ fn serve(
     };
     peers.insert(port, client);
     if let Err(e) = relay(&mut conn, &mut tcp, &mut inner) {
-        log::debug!("admin: {client}: {e}");
+        log::debug!("{client}: {e}");
     }
     peers.remove(port);
     let _ = inner.shutdown(Shutdown::Both);

@@ -109,7 +109,7 @@ impl Endpoint {
             let request = match self.http.recv() {
                 Ok(request) => request,
                 Err(e) => {
-                    warn!("admin: the HTTP server stopped: {e}");
+                    warn!("the HTTP server stopped: {e}");
                     return;
                 }
             };
@@ -119,7 +119,7 @@ impl Endpoint {
                 .stack_size(512 << 10)
                 .spawn(move || this.answer(request));
             if let Err(e) = spawned {
-                warn!("admin: no thread for a request: {e}");
+                warn!("no thread for a request: {e}");
             }
         }
     }
@@ -137,7 +137,7 @@ impl Endpoint {
         };
         if reply.status >= 500 {
             warn!(
-                "admin: {} {} from {client}: {}",
+                "{} {} from {client}: {}",
                 request.method(),
                 request.url(),
                 String::from_utf8_lossy(&reply.body)

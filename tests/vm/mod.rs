@@ -5,6 +5,7 @@
 // Each test crate (qemu, bench) uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod http;
 pub mod lab;
 pub mod load;

@@ -19,6 +19,16 @@ fn call(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Call {
     }
 }
 
+/// Asserts the reply's status, showing its body when it is another.
+fn expect(reply: &Reply, status: u16) {
+    assert_eq!(
+        reply.status,
+        status,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+}
+
 fn body(reply: &Reply) -> Value {
     serde_json::from_slice(&reply.body).unwrap()
 }
@@ -230,12 +240,7 @@ fn a_bad_configuration_returns_every_problem_and_changes_nothing() {
             "allowed = [\"192.0.2.0/24\", \"192.0.2.0/24\"]",
         );
     let reply = api.handle(&call("PUT", "/api/config", &headers, &text), now);
-    assert_eq!(
-        reply.status,
-        422,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    expect(&reply, 422);
     let problems = body(&reply)["problems"].as_array().unwrap().clone();
     let paths: Vec<&str> = problems
         .iter()
@@ -264,12 +269,7 @@ fn a_good_configuration_becomes_a_revision_by_its_author() {
         ("content-type", "application/json"),
     ];
     let reply = api.handle(&call("PUT", "/api/config", &headers, &sent), now);
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    expect(&reply, 200);
     assert_eq!(body(&reply)["revision"], 1);
     assert_eq!(backend.config().1.admin.port, 8443);
     let request = backend.commands.lock().unwrap()[0].clone();
@@ -299,12 +299,7 @@ fn a_real_server_is_drained_and_weighted_through_revisions() {
         |body_text: &str| api.handle(&call("POST", "/api/real-server", &headers, body_text), now);
     let reply =
         set(r#"{"virtual_server":"web","real_server":"web1","action":"weight","weight":7}"#);
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    expect(&reply, 200);
     assert_eq!(
         backend.config().1.virtual_servers[0].real_servers[0].weight,
         7
@@ -380,4 +375,98 @@ fn unknown_pages_and_methods_are_named() {
     );
     let reply = api.handle(&call("GET", "/api/config/diff?from=x", &headers, ""), now);
     assert_eq!(reply.status, 400);
+}
+
+#[test]
+fn the_console_loads_without_a_login_and_asks_for_one() {
+    let api = api(Fake::new(Some(PASSWORD)));
+    let now = Instant::now();
+    for (path, kind, needle) in [
+        ("/", "text/html", "/console.js"),
+        ("/console.js", "text/javascript", "/api/login"),
+        ("/console.css", "text/css", "body"),
+    ] {
+        let reply = api.handle(&call("GET", path, &[], ""), now);
+        assert_eq!(reply.status, 200, "{path}");
+        assert!(
+            reply.content_type.starts_with(kind),
+            "{path}: {}",
+            reply.content_type
+        );
+        assert!(
+            String::from_utf8_lossy(&reply.body).contains(needle),
+            "{path}"
+        );
+    }
+    assert_eq!(api.handle(&call("POST", "/", &[], ""), now).status, 405);
+    assert_eq!(
+        api.handle(&call("GET", "/api/session", &[], ""), now)
+            .status,
+        401
+    );
+}
+
+#[test]
+fn a_session_gives_its_csrf_token_again_after_a_reload() {
+    let api = api(Fake::new(Some(PASSWORD)));
+    let now = Instant::now();
+    let (cookie, csrf) = login(&api, now);
+    let reply = api.handle(
+        &call("GET", "/api/session", &[("cookie", &cookie)], ""),
+        now,
+    );
+    assert_eq!(reply.status, 200);
+    assert_eq!(body(&reply)["csrf"], csrf.as_str());
+    let bearer = with_token(&api);
+    let reply = api.handle(
+        &call("GET", "/api/session", &[("authorization", &bearer)], ""),
+        now,
+    );
+    assert_eq!(body(&reply)["user"], "token test");
+    assert_eq!(body(&reply)["csrf"], Value::Null);
+}
+
+#[test]
+fn the_configuration_as_an_object_goes_back_through_the_same_rules() {
+    let backend = Fake::new(Some(PASSWORD));
+    let api = api(backend.clone());
+    let bearer = with_token(&api);
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let now = Instant::now();
+    let got = body(&api.handle(&call("GET", "/api/config", &headers, ""), now));
+    let mut structured = got["config"].clone();
+    assert_eq!(structured["admin"]["port"], 3636);
+    structured["admin"]["port"] = json!(0);
+    structured["admin"]["allowed"] = json!(["192.0.2.0/24", "192.0.2.0/24"]);
+    let sent = json!({ "config": structured }).to_string();
+    let reply = api.handle(&call("PUT", "/api/config", &headers, &sent), now);
+    assert_eq!(reply.status, 422);
+    let paths: Vec<String> = body(&reply)["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(paths, ["admin.port", "admin.allowed[1]"]);
+    structured["admin"]["port"] = json!("not a port");
+    let sent = json!({ "config": structured }).to_string();
+    let reply = api.handle(&call("PUT", "/api/config", &headers, &sent), now);
+    assert_eq!(reply.status, 422);
+    assert_eq!(body(&reply)["problems"][0]["path"], "config");
+    assert!(backend.commands().is_empty(), "nothing reached the daemon");
+    structured["admin"]["port"] = json!(8443);
+    structured["admin"]["allowed"] = json!(["192.0.2.0/24"]);
+    let sent = json!({ "config": structured, "comment": "from the console" }).to_string();
+    let reply = api.handle(&call("PUT", "/api/config", &headers, &sent), now);
+    expect(&reply, 200);
+    assert_eq!(backend.config().1.admin.port, 8443);
+    let both = json!({ "config": structured, "toml": "" }).to_string();
+    assert_eq!(
+        api.handle(&call("PUT", "/api/config", &headers, &both), now)
+            .status,
+        400
+    );
 }
