@@ -59,12 +59,7 @@ fn the_admin_endpoint_answers_over_https_and_changes_go_through_the_store() {
         SHORT,
     );
     assert!(said.contains("revision"), "{said}");
-    let fingerprint = pair.sh(Node::A, "director ctl admin fingerprint", SHORT);
-    let fingerprint = fingerprint
-        .lines()
-        .find(|l| l.starts_with("SHA256 "))
-        .unwrap_or_else(|| panic!("no fingerprint in {fingerprint:?}"))
-        .to_string();
+    let fingerprint = pair.console_line(Node::A, "director ctl admin fingerprint", "SHA256 ");
     let pin = parse_fingerprint(&fingerprint).unwrap();
     let history_before = pair.sh(Node::A, "director config history", SHORT);
 
@@ -142,12 +137,7 @@ fn the_admin_endpoint_answers_over_https_and_changes_go_through_the_store() {
     );
 
     // A token for the remote command line, run from the client's namespace.
-    let token = pair.sh(Node::A, "director ctl admin token new lab-script", SHORT);
-    let token = token
-        .lines()
-        .find(|l| l.starts_with("dtk_"))
-        .unwrap_or_else(|| panic!("no token in {token:?}"))
-        .to_string();
+    let token = pair.console_line(Node::A, "director ctl admin token new lab-script", "dtk_");
     let binary = env!("CARGO_BIN_EXE_director");
     let output = std::process::Command::new("ip")
         .args(["netns", "exec", pair.client(), binary, "ctl", "--host"])

@@ -109,6 +109,20 @@ fn pair(out: &mut Exposition, pair: &Value) {
     ] {
         out.sample(name, "counter", help, &[], number(&pair[key]));
     }
+    for (name, help, key) in [
+        (
+            "director_heartbeat_longest_gap_seconds",
+            "The longest time between two beats sent since the pair started.",
+            "beat_gap_ms",
+        ),
+        (
+            "director_heartbeat_recent_gap_seconds",
+            "The longest time between two beats sent over about the last 10 s.",
+            "beat_gap_recent_ms",
+        ),
+    ] {
+        out.sample(name, "gauge", help, &[], number(&pair[key]) / 1000.0);
+    }
     if let Some(refused) = pair["refused"].as_object() {
         for (reason, count) in refused {
             out.sample(

@@ -79,8 +79,10 @@ pub fn render(status: &Status) -> String {
         .collect();
     let _ = writeln!(
         out,
-        "  heartbeats: {} sent, {} accepted, refused: {}",
+        "  heartbeats: {} sent (longest gap {}, {} in the last 10 s), {} accepted, refused: {}",
         status.sent,
+        span(status.beat_gap),
+        span(status.beat_gap_recent),
         status.accepted,
         if refused.is_empty() {
             "none".to_string()
@@ -169,6 +171,8 @@ pub fn json(status: &Status) -> serde_json::Value {
         "peer": peer,
         "channels": channels,
         "sent": status.sent,
+        "beat_gap_ms": ms(status.beat_gap),
+        "beat_gap_recent_ms": ms(status.beat_gap_recent),
         "accepted": status.accepted,
         "refused": refused,
         "transitions": transitions,
@@ -237,6 +241,8 @@ mod tests {
             }],
             sent: 610,
             send_failures: vec![(Channel::Udp, 0), (Channel::Serial, 3)],
+            beat_gap: Duration::from_millis(23),
+            beat_gap_recent: Duration::from_millis(11),
         };
         let text = render(&status);
         assert_eq!(
@@ -246,7 +252,7 @@ mod tests {
              \x20 peer cd: standby (alive), Backup priority 100, revision 3 (shared serial 2 (#0a0b0c0d)), ping nodes 1\n\
              \x20 udp    last beat 40 ms ago\n\
              \x20 serial last beat never, 3 send(s) failed\n\
-             \x20 heartbeats: 610 sent, 600 accepted, refused: 2 forged\n\
+             \x20 heartbeats: 610 sent (longest gap 23 ms, 11 ms in the last 10 s), 600 accepted, refused: 2 forged\n\
              \x20 at 1.500 s: init -> active: neither node active: this node ranks higher (preferred role)\n"
         );
         let json = json(&status);

@@ -68,6 +68,10 @@ pub struct Status {
     /// Beats sent, and sends that failed (per channel).
     pub sent: u64,
     pub send_failures: Vec<(Channel, u64)>,
+    /// The longest time between two beats sent, since the pair started and over about the
+    /// last 10 s: how late the loop ran (a keepalive is the best there is).
+    pub beat_gap: Duration,
+    pub beat_gap_recent: Duration,
 }
 
 /// The UDP channel.
@@ -243,6 +247,53 @@ pub fn spawn_thread(setup: impl FnOnce() -> Option<Setup> + Send + 'static) -> i
     Ok(Handle { commands })
 }
 
+/// The time between beats sent: the longest since the start, and the longest of the current
+/// and the previous 5 s window.
+#[derive(Default)]
+struct Gaps {
+    last: Option<Instant>,
+    longest: Duration,
+    window_start: Option<Instant>,
+    window: Duration,
+    previous: Duration,
+}
+
+const GAP_WINDOW: Duration = Duration::from_secs(5);
+
+impl Gaps {
+    fn sent(&mut self, now: Instant) {
+        self.roll(now);
+        if let Some(last) = self.last.replace(now) {
+            let gap = now.saturating_duration_since(last);
+            self.longest = self.longest.max(gap);
+            self.window = self.window.max(gap);
+        }
+    }
+
+    fn roll(&mut self, now: Instant) {
+        let start = *self.window_start.get_or_insert(now);
+        let age = now.saturating_duration_since(start);
+        if age >= GAP_WINDOW {
+            // A window with no beat at all leaves nothing to carry over.
+            self.previous = if age >= 2 * GAP_WINDOW {
+                Duration::ZERO
+            } else {
+                self.window
+            };
+            self.window = Duration::ZERO;
+            self.window_start = Some(now);
+        }
+    }
+
+    /// The longest gap of about the last 5 to 10 s, the one under way included.
+    fn recent(&self, now: Instant) -> Duration {
+        let running = self
+            .last
+            .map_or(Duration::ZERO, |last| now.saturating_duration_since(last));
+        self.window.max(self.previous).max(running)
+    }
+}
+
 /// The peer's newest beat. Its sequence counts across channels, so a beat that arrives after
 /// a later one (the serial line is slower than UDP: a frame queued before the peer's "leaving"
 /// beat comes in after it) proves its channel alive but says nothing new: acting on it would
@@ -276,6 +327,7 @@ struct Runner {
     sequence: u64,
     receiver: Receiver,
     newest: Newest,
+    gaps: Gaps,
     udp: Option<Udp>,
     serial: Option<Serial>,
     /// The serial line failed: opened again every `REOPEN_EVERY`.
@@ -308,6 +360,7 @@ impl Runner {
             sequence: 0,
             receiver: Receiver::new(),
             newest: Newest::default(),
+            gaps: Gaps::default(),
             udp: setup.udp,
             serial: setup.serial,
             lost: None,
@@ -686,6 +739,7 @@ impl Runner {
             },
         );
         self.sent += 1;
+        self.gaps.sent(Instant::now());
         if let Some(udp) = &self.udp {
             if udp.socket.try_send_to(&message, udp.to).is_err() {
                 self.send_failures[0] += 1;
@@ -742,6 +796,8 @@ impl Runner {
                 (Channel::Udp, self.send_failures[0]),
                 (Channel::Serial, self.send_failures[1]),
             ],
+            beat_gap: self.gaps.longest,
+            beat_gap_recent: self.gaps.recent(Instant::now()),
         };
         status
     }
@@ -895,6 +951,33 @@ mod tests {
                 shared: Default::default(),
             },
         }
+    }
+
+    #[test]
+    fn gaps_between_beats_are_kept_overall_and_for_the_last_seconds() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut gaps = Gaps::default();
+        for ms in (0..=1000).step_by(10) {
+            gaps.sent(at(ms));
+        }
+        gaps.sent(at(1250)); // a 250 ms hold-up
+        assert_eq!(gaps.longest, Duration::from_millis(250));
+        assert_eq!(gaps.recent(at(1250)), Duration::from_millis(250));
+        for ms in (1260..=12_000).step_by(10) {
+            gaps.sent(at(ms));
+        }
+        assert_eq!(gaps.longest, Duration::from_millis(250), "kept overall");
+        assert_eq!(
+            gaps.recent(at(12_000)),
+            Duration::from_millis(10),
+            "gone from the window"
+        );
+        assert_eq!(
+            gaps.recent(at(12_400)),
+            Duration::from_millis(400),
+            "a gap under way counts"
+        );
     }
 
     #[test]

@@ -642,6 +642,16 @@ impl Pair {
         ns
     }
 
+    /// The line of `node`'s `command` output that starts with `prefix` (a token the console
+    /// printed, a fingerprint).
+    pub fn console_line(&mut self, node: Node, command: &str, prefix: &str) -> String {
+        let said = self.sh(node, command, Duration::from_secs(30));
+        said.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{command}: no line starting {prefix:?} in {said:?}"))
+            .to_string()
+    }
+
     /// The client's namespace (192.0.2.10 on the public network).
     pub fn client(&self) -> &str {
         &self.client
