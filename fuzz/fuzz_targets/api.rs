@@ -1,5 +1,5 @@
-//! The admin API's request decoding: never a panic, every reply a JSON object (or the metrics'
-//! text) with a status the API means to send, and nothing done without a credential. The input is a request as
+//! The admin API's request decoding: never a panic, every reply a JSON object (or the console's
+//! files or the metrics' text) with a status the API means to send, and nothing done without a credential. The input is a request as
 //! lines (method, URL, `name: value` headers) and, after an empty line, the body; the backend
 //! knows one API token (`dtk_fuzz`, in the seed corpus) so that the fuzzer reaches the routes
 //! behind it, and refuses every command.
@@ -90,7 +90,10 @@ fuzz_target!(|data: &[u8]| {
         let value: Value = serde_json::from_slice(&reply.body).expect("a JSON reply is JSON");
         assert!(value.is_object(), "every JSON reply is an object");
     } else {
-        assert!(reply.status == 200 && call.url.starts_with("/metrics"), "only metrics are text");
+        // The console's files and the metrics are the only replies that are not JSON.
+        let path = call.url.split('?').next().unwrap_or("");
+        let text = ["/", "/index.html", "/console.js", "/console.css", "/metrics"];
+        assert!(reply.status == 200 && text.contains(&path), "{path}: only the console and metrics are text");
     }
     let path = call.url.split('?').next().unwrap_or("");
     let guarded = (path.starts_with("/api/") && path != "/api/login") || path == "/metrics";
