@@ -172,6 +172,8 @@ pub struct Api {
     backend: Arc<dyn Backend>,
     sessions: Mutex<Sessions>,
     throttle: Mutex<Throttle>,
+    /// The backend's token list, once read.
+    tokens: Mutex<Option<Vec<Token>>>,
     /// The TLS front's, for `/metrics`.
     pub counters: Arc<Counters>,
 }
@@ -185,6 +187,7 @@ impl Api {
             backend,
             sessions: Mutex::new(Sessions::new(idle, lifetime)),
             throttle: Mutex::new(Throttle::new()),
+            tokens: Mutex::new(None),
             counters: Arc::default(),
         }
     }
@@ -333,7 +336,7 @@ impl Api {
             },
             ("POST", "/api/real-server") => self.real_server(call, &author),
             ("PUT", "/api/password") => self.password(call, &caller, &author),
-            ("GET", "/api/tokens") => match self.backend.tokens() {
+            ("GET", "/api/tokens") => match self.tokens() {
                 Ok(tokens) => {
                     let list: Vec<Value> = tokens
                         .iter()
@@ -346,7 +349,13 @@ impl Api {
             ("POST", "/api/tokens") => self.new_token(call, &author),
             ("DELETE", p) if p.starts_with("/api/tokens/") => {
                 let name = &p["/api/tokens/".len()..];
-                self.remove_token(name, &author)
+                match self.remove_token(name) {
+                    Ok(()) => {
+                        log::info!("API token '{name}' withdrawn by {author}");
+                        Reply::json(200, &json!({ "removed": name }))
+                    }
+                    Err((status, why)) => Reply::error(status, why),
+                }
             }
             ("PUT", "/api/certificate") => {
                 let body = match json_body(call) {
@@ -399,7 +408,7 @@ impl Api {
                 ));
             };
             let digest = auth::token_digest(token.trim());
-            let tokens = self.backend.tokens().map_err(|e| Reply::error(500, e))?;
+            let tokens = self.tokens().map_err(|e| Reply::error(500, e))?;
             return match tokens.iter().find(|t| t.digest == digest) {
                 Some(t) => Ok(Caller::Token {
                     name: t.name.clone(),
@@ -667,43 +676,80 @@ impl Api {
         }
     }
 
+    /// The tokens, read from the store once and kept (every change goes through `keep`).
+    pub fn tokens(&self) -> Result<Vec<Token>, String> {
+        let mut cached = self
+            .tokens
+            .lock()
+            .map_err(|_| "the token list failed earlier")?;
+        if let Some(tokens) = cached.as_ref() {
+            return Ok(tokens.clone());
+        }
+        let tokens = self.backend.tokens()?;
+        *cached = Some(tokens.clone());
+        Ok(tokens)
+    }
+
+    /// Changes the token list with `change` (which may refuse) and keeps the result.
+    fn change_tokens<T>(
+        &self,
+        change: impl FnOnce(&mut Vec<Token>) -> Result<T, (u16, String)>,
+    ) -> Result<T, (u16, String)> {
+        let mut cached = self
+            .tokens
+            .lock()
+            .map_err(|_| (500, "the token list failed earlier".to_string()))?;
+        let mut tokens = match cached.take() {
+            Some(tokens) => tokens,
+            None => self.backend.tokens().map_err(|e| (500, e))?,
+        };
+        let before = tokens.clone();
+        let result = change(&mut tokens);
+        let kept = match result {
+            Ok(_) => self.backend.keep_tokens(&tokens).map_err(|e| (500, e)),
+            Err(_) => Ok(()),
+        };
+        // What the store holds: the old list when the change was refused or not kept.
+        *cached = Some(if result.is_ok() && kept.is_ok() {
+            tokens
+        } else {
+            before
+        });
+        kept?;
+        result
+    }
+
     /// Makes and keeps a token named `name`; the token itself is returned once and never kept.
     pub fn add_token(&self, name: &str) -> Result<String, (u16, String)> {
         auth::check_token_name(name).map_err(|why| (400, why))?;
-        let mut tokens = self.backend.tokens().map_err(|e| (500, e))?;
-        if tokens.iter().any(|t| t.name == name) {
-            return Err((
-                409,
-                format!("a token named '{name}' exists; remove it first"),
-            ));
-        }
-        let (token, digest) = auth::new_token().map_err(|e| (500, e))?;
-        tokens.push(Token {
-            name: name.to_string(),
-            digest,
-            created_ms: self.backend.now_ms(),
-        });
-        self.backend.keep_tokens(&tokens).map_err(|e| (500, e))?;
-        Ok(token)
+        let created_ms = self.backend.now_ms();
+        self.change_tokens(|tokens| {
+            if tokens.iter().any(|t| t.name == name) {
+                return Err((
+                    409,
+                    format!("a token named '{name}' exists; remove it first"),
+                ));
+            }
+            let (token, digest) = auth::new_token().map_err(|e| (500, e))?;
+            tokens.push(Token {
+                name: name.to_string(),
+                digest,
+                created_ms,
+            });
+            Ok(token)
+        })
     }
 
-    fn remove_token(&self, name: &str, author: &str) -> Reply {
-        let mut tokens = match self.backend.tokens() {
-            Ok(tokens) => tokens,
-            Err(e) => return Reply::error(500, e),
-        };
-        let before = tokens.len();
-        tokens.retain(|t| t.name != name);
-        if tokens.len() == before {
-            return Reply::error(404, format!("no token named '{name}'"));
-        }
-        match self.backend.keep_tokens(&tokens) {
-            Ok(()) => {
-                log::info!("API token '{name}' withdrawn by {author}");
-                Reply::json(200, &json!({ "removed": name }))
+    /// Withdraws the token named `name`.
+    pub fn remove_token(&self, name: &str) -> Result<(), (u16, String)> {
+        self.change_tokens(|tokens| {
+            let before = tokens.len();
+            tokens.retain(|t| t.name != name);
+            if tokens.len() == before {
+                return Err((404, format!("no token named '{name}'")));
             }
-            Err(e) => Reply::error(500, e),
-        }
+            Ok(())
+        })
     }
 }
 

@@ -13,8 +13,20 @@ use rustls::ServerConfig;
 
 use super::api::{Api, Call, Reply, MAX_BODY};
 use super::cert::Identity;
-use super::front::{self, Allowed, Counters, Front, Peers, Presented};
+use super::front::{self, Allowed, Front, Peers, Presented};
 use crate::config::types::Prefix;
+
+/// The loopback listener tiny-http accepts on, with Nagle off for every connection it accepts
+/// (Linux hands a listener's TCP_NODELAY to its accepted sockets). tiny-http writes a reply's
+/// head and a body over 1 KiB in two writes; with Nagle on, the second waited for the front to
+/// acknowledge the first, a delayed ACK: 40 ms on every kept-alive request.
+fn inner_listener() -> Result<std::net::TcpListener, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("admin: a loopback port for the HTTP server: {e}"))?;
+    nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::TcpNoDelay, &true)
+        .map_err(|e| format!("admin: TCP_NODELAY on the loopback listener: {e}"))?;
+    Ok(listener)
+}
 
 /// A running endpoint.
 pub struct Endpoint {
@@ -23,7 +35,6 @@ pub struct Endpoint {
     tls: Arc<ServerConfig>,
     allowed: Allowed,
     peers: Peers,
-    pub counters: Arc<Counters>,
     backend: SocketAddr,
     front: Mutex<Option<Front>>,
     http: Arc<tiny_http::Server>,
@@ -36,20 +47,18 @@ impl Endpoint {
         let provider = rustls::crypto::ring::default_provider();
         let presented = Presented::new(identity.certified(&provider)?);
         let tls = front::server_config(Arc::clone(&presented))?;
-        let http = tiny_http::Server::http("127.0.0.1:0")
+        let http = tiny_http::Server::from_listener(inner_listener()?, None)
             .map_err(|e| format!("admin: the HTTP server on loopback: {e}"))?;
         let backend = http
             .server_addr()
             .to_ip()
             .ok_or("admin: the HTTP server has no loopback address")?;
-        let counters = Arc::clone(&api.counters);
         let endpoint = Arc::new(Endpoint {
             api,
             presented,
             tls,
             allowed: Allowed::default(),
             peers: Peers::default(),
-            counters,
             backend,
             front: Mutex::new(None),
             http: Arc::new(http),
@@ -85,7 +94,7 @@ impl Endpoint {
             self.allowed.clone(),
             self.backend,
             self.peers.clone(),
-            Arc::clone(&self.counters),
+            Arc::clone(&self.api.counters),
         )
         .map_err(|e| format!("admin: listen on {address}: {e}"))?;
         let local = started.local;

@@ -137,7 +137,7 @@ impl Service {
                 Ok(format!("{token}\n"))
             }
             ["admin", "token", "list"] => {
-                let tokens = self.backend.tokens()?;
+                let tokens = self.endpoint.api().tokens()?;
                 if tokens.is_empty() {
                     return Ok("no API token\n".into());
                 }
@@ -147,13 +147,10 @@ impl Service {
                     .collect())
             }
             ["admin", "token", "remove", name] => {
-                let mut tokens = self.backend.tokens()?;
-                let before = tokens.len();
-                tokens.retain(|t| t.name != *name);
-                if tokens.len() == before {
-                    return Err(format!("no token named '{name}'"));
-                }
-                self.backend.keep_tokens(&tokens)?;
+                self.endpoint
+                    .api()
+                    .remove_token(name)
+                    .map_err(|(_, why)| why)?;
                 info!("admin: API token '{name}' withdrawn on the console");
                 Ok(format!("token '{name}' withdrawn\n"))
             }

@@ -358,9 +358,14 @@ fn open_network(managed: &Path) -> Option<Arc<Mutex<Network>>> {
     }
 }
 
+/// The delays between applies that could not read the kernel's state: the first, doubled up to
+/// the longest.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_LONGEST: Duration = Duration::from_secs(5);
+
 /// Applies the network part of every configuration taken into force, and again when a link
-/// comes up (a NIC that appears late, a cable plugged in). `applied` turns true after the
-/// first apply.
+/// comes up (a NIC that appears late, a cable plugged in), and again after a while when the
+/// kernel's state could not be read. `applied` turns true after the first apply.
 async fn keep_network(
     mut changes: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
     deltas: tokio::sync::watch::Receiver<crate::config::delta::Delta>,
@@ -371,6 +376,8 @@ async fn keep_network(
     wait_for_modules().await;
     let mut last: Option<Arc<crate::config::Config>> = None;
     let mut link_came_up = false;
+    // After an apply that could not read the kernel's state: the next try's delay.
+    let mut retry = RETRY_FIRST;
     loop {
         let config = changes.borrow_and_update().clone();
         // A change to real servers alone (a weight, say) leaves the network as it is: no
@@ -383,23 +390,36 @@ async fn keep_network(
             _ => false,
         };
         last = Some(config.clone());
+        let mut again = false;
         if !untouched {
             let network = network.clone();
             let result = tokio::task::spawn_blocking(move || match network.lock() {
                 Ok(mut network) => {
                     network.apply(&config);
+                    network.needs_retry()
                 }
-                Err(_) => error!("network: an earlier apply failed inside; restart the daemon"),
+                Err(_) => {
+                    error!("network: an earlier apply failed inside; restart the daemon");
+                    false
+                }
             })
             .await;
-            if let Err(e) = result {
-                error!("network: apply failed: {e}");
+            match result {
+                Ok(needs_retry) => again = needs_retry,
+                Err(e) => error!("network: apply failed: {e}"),
             }
         }
+        if !again {
+            retry = RETRY_FIRST;
+        }
         applied.send_replace(true);
+        let wait = if again { retry } else { Duration::MAX };
+        retry = (retry * 2).min(RETRY_LONGEST);
         link_came_up = tokio::select! {
             changed = changes.changed() => if changed.is_err() { return } else { false },
             _ = reapply.notified() => true,
+            // Applied again as if a link had come up: the whole plan, read afresh.
+            _ = tokio::time::sleep(wait), if again => true,
         };
     }
 }

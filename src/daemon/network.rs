@@ -23,6 +23,8 @@ pub struct Network {
     problems: Vec<String>,
     /// Whether the first apply (which ends with a summary line) has been done.
     configured: bool,
+    /// Whether the last apply could not read the kernel's state (and so changed nothing).
+    unread: bool,
 }
 
 impl Network {
@@ -38,16 +40,27 @@ impl Network {
             managed: Managed::load(managed_path),
             problems: Vec::new(),
             configured: false,
+            unread: false,
         }
     }
 
     /// Brings the kernel to what `config` asks and logs what was done, refused and impossible.
     pub fn apply(&mut self, config: &Config) -> Report {
         let wanted = net::wanted(config);
-        let plan = match self.read_plan(&wanted) {
-            Ok(plan) => plan,
+        // A dump the kernel cut short (seen once as EINVAL from a route dump during boot)
+        // leaves nothing behind: read again at once before giving up for now.
+        let read = self.read_plan(&wanted).or_else(|why| {
+            warn!("network: reading the kernel's state failed ({why}); reading again");
+            self.read_plan(&wanted)
+        });
+        let plan = match read {
+            Ok(plan) => {
+                self.unread = false;
+                plan
+            }
             Err(why) => {
-                error!("network: cannot read the kernel's state: {why}");
+                error!("network: cannot read the kernel's state: {why}; trying again later");
+                self.unread = true;
                 return Report {
                     failed: vec![why],
                     ..Report::default()
@@ -90,6 +103,12 @@ impl Network {
         report
     }
 
+    /// Whether the last apply changed nothing because the kernel's state could not be read:
+    /// the caller applies again later.
+    pub fn needs_retry(&self) -> bool {
+        self.unread
+    }
+
     fn read_plan(&mut self, wanted: &net::Wanted) -> Result<net::Plan, String> {
         let links = self.rtnl.links().map_err(|e| e.to_string())?;
         let addresses = self.rtnl.addresses().map_err(|e| e.to_string())?;
@@ -120,5 +139,72 @@ impl Network {
         };
         let plan = net::plan(&wanted, &actual, self.sysctl.as_ref(), &self.managed);
         Ok(net::describe(&wanted, &actual, self.sysctl.as_ref(), &plan))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::from_toml;
+    use crate::sys::rtnl::FakeRtnl;
+    use crate::sys::sysctl::FakeSysctl;
+
+    fn network(failing_dumps: u32, dir: &Path) -> Network {
+        let mut rtnl = FakeRtnl::with_links(&["lo", "eth0"]);
+        rtnl.failing_dumps = failing_dumps;
+        let sysctl = FakeSysctl::with(&[("net/ipv4/ip_forward", "0")]);
+        Network::new(Box::new(rtnl), Box::new(sysctl), &dir.join("managed"))
+    }
+
+    fn config() -> Config {
+        from_toml("[[network.interfaces]]\nname = \"eth0\"\naddresses = [\"192.0.2.2/24\"]\n")
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("director-network-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        dir
+    }
+
+    /// The apply read the kernel and added the address.
+    fn assert_configured(report: &Report, network: &Network) {
+        assert!(
+            report.done.iter().any(|d| d.contains("192.0.2.2/24")),
+            "{:?}",
+            report.done
+        );
+        assert!(!network.needs_retry());
+    }
+
+    #[test]
+    fn a_failed_read_is_tried_again_at_once() {
+        let dir = scratch("once");
+        let mut network = network(1, &dir);
+        let report = network.apply(&config());
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        assert_configured(&report, &network);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_unreadable_kernel_changes_nothing_and_asks_for_another_apply() {
+        let dir = scratch("twice");
+        let mut network = network(2, &dir);
+        let report = network.apply(&config());
+        assert!(report.done.is_empty(), "{:?}", report.done);
+        assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+        assert!(
+            report.failed[0].contains("list routes"),
+            "{:?}",
+            report.failed
+        );
+        assert!(network.needs_retry());
+        // The next apply reads the kernel and does the work.
+        let report = network.apply(&config());
+        assert_configured(&report, &network);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -126,6 +126,8 @@ pub struct FakeRtnl {
     pub changes: Vec<String>,
     /// The largest MTU the links' driver takes (65535 when unset).
     pub max_mtu: Option<u32>,
+    /// How many route dumps fail from now on (EINVAL, as a dump the kernel cut short).
+    pub failing_dumps: u32,
 }
 
 #[cfg(test)]
@@ -224,6 +226,10 @@ impl Rtnl for FakeRtnl {
     }
 
     fn routes(&mut self) -> Result<Vec<Route>, RtnlError> {
+        if self.failing_dumps > 0 {
+            self.failing_dumps -= 1;
+            return Err(RtnlError::new("list routes", Some(22), "Invalid argument"));
+        }
         Ok(self.routes.clone())
     }
 

@@ -14,6 +14,7 @@ use super::*;
 use crate::admin::api::Backend as _;
 use crate::admin::cert;
 use crate::admin::client::{self, Tls};
+use crate::admin::front::Counters;
 use crate::admin::testing::{Fake, PASSWORD};
 
 struct Lab {
@@ -42,6 +43,12 @@ fn lab(allowed: &[&str]) -> Lab {
         backend,
         address,
         pin,
+    }
+}
+
+impl Lab {
+    fn counters(&self) -> &Counters {
+        &self.endpoint.api().counters
     }
 }
 
@@ -104,7 +111,7 @@ fn tls_1_3_and_1_2_handshake_with_the_pinned_certificate() {
         assert_eq!(status, 401);
         assert_eq!(header(&headers, "cache-control"), Some("no-store"));
     }
-    assert_eq!(lab.endpoint.counters.handshakes.load(Ordering::Relaxed), 2);
+    assert_eq!(lab.counters().handshakes.load(Ordering::Relaxed), 2);
 }
 
 #[test]
@@ -147,14 +154,8 @@ fn tls_1_1_and_1_0_are_refused_with_a_fatal_alert() {
         assert_eq!((reply[0], reply[5]), (0x15, 2), "{version:#06x}: {reply:?}");
         assert!([40, 70].contains(&reply[6]), "{version:#06x}: {reply:?}");
     }
-    assert_eq!(
-        lab.endpoint
-            .counters
-            .handshake_failed
-            .load(Ordering::Relaxed),
-        2
-    );
-    assert_eq!(lab.endpoint.counters.handshakes.load(Ordering::Relaxed), 0);
+    assert_eq!(lab.counters().handshake_failed.load(Ordering::Relaxed), 2);
+    assert_eq!(lab.counters().handshakes.load(Ordering::Relaxed), 0);
 }
 
 #[test]
@@ -170,11 +171,8 @@ fn a_source_outside_the_allowed_networks_is_refused_before_the_handshake() {
         "not a byte of TLS: {reply:?} ({result:?})"
     );
     assert!(connect_with(lab.address, rustls::ALL_VERSIONS, lab.pin).is_err());
-    assert_eq!(
-        lab.endpoint.counters.refused_source.load(Ordering::Relaxed),
-        2
-    );
-    assert_eq!(lab.endpoint.counters.handshakes.load(Ordering::Relaxed), 0);
+    assert_eq!(lab.counters().refused_source.load(Ordering::Relaxed), 2);
+    assert_eq!(lab.counters().handshakes.load(Ordering::Relaxed), 0);
     // Allowed again: served.
     lab.endpoint
         .listen(lab.address, &["127.0.0.0/8".parse().unwrap()])
@@ -309,7 +307,7 @@ fn a_token_reads_the_metrics_and_changes_the_configuration_on_one_connection() {
     let token = lab.endpoint.api().add_token("prometheus").unwrap();
     let mut anonymous = client::Client::new(lab.address, lab.pin);
     assert_eq!(anonymous.get("/metrics").unwrap().status, 401);
-    let before = lab.endpoint.counters.handshakes.load(Ordering::Relaxed);
+    let before = lab.counters().handshakes.load(Ordering::Relaxed);
     let mut client = client::Client::new(lab.address, lab.pin).with_token(&token);
     let metrics = client.get("/metrics").unwrap();
     assert_eq!(metrics.status, 200, "{}", metrics.error());
@@ -335,7 +333,7 @@ fn a_token_reads_the_metrics_and_changes_the_configuration_on_one_connection() {
     assert_eq!(changed.status, 200, "{}", changed.error());
     assert_eq!(changed.json()["revision"], 1);
     assert_eq!(lab.backend.config().1.admin.port, 8443);
-    let after = lab.endpoint.counters.handshakes.load(Ordering::Relaxed);
+    let after = lab.counters().handshakes.load(Ordering::Relaxed);
     assert_eq!(
         after - before,
         1,
