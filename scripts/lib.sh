@@ -32,10 +32,32 @@ need_commands() {
         || die "apt-get install ${missing[*]} failed"
 }
 
+# The Buildroot defconfig of the QEMU machine: the CI image takes its overlays from it, so that
+# what CI tests is what the Buildroot images ship.
+QEMU_DEFCONFIG=$ROOT/buildroot/configs/director_qemu_x86_64_defconfig
+
+# defconfig_value DEFCONFIG OPTION: the option's value, quotes removed (empty when unset).
+defconfig_value() {
+    sed -n "s/^$2=\"\{0,1\}\([^\"]*\)\"\{0,1\}\$/\1/p" "$1" | tail -n 1
+}
+
+# defconfig_paths DEFCONFIG OPTION: the paths the option names, one per line, with
+# $(BR2_EXTERNAL_DIRECTOR_PATH) resolved to the tree the defconfig is in.
+defconfig_paths() {
+    local external value word
+    external=$(cd "$(dirname "$1")/.." && pwd)
+    value=$(defconfig_value "$1" "$2")
+    # shellcheck disable=SC2016 # the literal text $(BR2_EXTERNAL_DIRECTOR_PATH)
+    value=${value//'$(BR2_EXTERNAL_DIRECTOR_PATH)'/$external}
+    for word in $value; do
+        realpath -m "$word"
+    done
+}
+
 # image_stale: true when out/vmlinuz or the initramfs is missing or older than its sources.
 image_stale() {
     [ -f "$OUT/vmlinuz" ] && [ -f "$OUT/director-x86_64.cpio.gz" ] || return 0
-    [ -n "$(find "$ROOT/src" "$ROOT/overlay" "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" \
+    [ -n "$(find "$ROOT/src" "$ROOT/overlay" "$ROOT/board" "$QEMU_DEFCONFIG" "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" \
         "$ROOT/scripts/build-image" -newer "$OUT/director-x86_64.cpio.gz" -print -quit 2>/dev/null)" ]
 }
 

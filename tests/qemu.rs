@@ -58,6 +58,12 @@ fn boots_with_director_as_pid1_and_powers_off_cleanly() {
             "{module} not loaded:\n{modules}"
         );
     }
+    // The board's list loads before the shared one: its hardware watchdog registers before
+    // softdog and is /dev/watchdog.
+    let identity = vm.sh("cat /sys/class/watchdog/watchdog0/identity", SHORT);
+    assert!(identity.contains("i6300ESB"), "watchdog0 is {identity}");
+    let release = vm.sh("cat /etc/director/board/release", SHORT);
+    assert!(release.contains("board=qemu_x86_64"), "{release}");
     // Schedulers are not loaded at boot; the kernel asks for them through /sbin/modprobe,
     // which finds them in the image.
     assert!(!modules.lines().any(|m| m == "ip_vs_mh"), "{modules}");

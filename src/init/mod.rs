@@ -28,8 +28,15 @@ use crate::sys::{clock, mount, process, tty};
 use cmdline::BootOptions;
 use supervisor::{Policy, Service, Supervisor};
 
-const MODULE_LIST: &str = "/etc/director/modules";
-const LATE_MODULE_LIST: &str = "/etc/director/modules-late";
+/// The module lists PID 1 loads at boot: the board's (its overlay: NICs, disks), then the
+/// shared one.
+const MODULE_LISTS: &[&str] = &["/etc/director/board/modules", "/etc/director/modules"];
+/// The lists loaded once the services are started, the board's first: its hardware watchdog
+/// must register before the shared list's softdog, so that it is /dev/watchdog.
+const LATE_MODULE_LISTS: &[&str] = &[
+    "/etc/director/board/modules-late",
+    "/etc/director/modules-late",
+];
 /// Exists while PID 1 loads the late modules; the daemon waits for it to go before it touches
 /// IPVS.
 pub const MODULES_LOADING: &str = "/run/director/modules-loading";
@@ -106,7 +113,7 @@ pub fn run() -> ExitCode {
     provision::mount_if_present(options.data_device.as_deref());
 
     let mut services = Services::new(&options);
-    let mut late_modules = Some(LATE_MODULE_LIST);
+    let mut late_modules = Some(LATE_MODULE_LISTS);
     mark_modules_loading();
     info!(
         "init ready in {:.3} s",
@@ -223,7 +230,7 @@ fn set_hostname() {
 }
 
 fn load_modules() {
-    load_module_list(MODULE_LIST);
+    load_module_lists(MODULE_LISTS);
 }
 
 /// Says that modules are still loading, before the daemon can look.
@@ -241,7 +248,7 @@ fn mark_modules_loading() {
 /// Loads the modules the daemon's start does not need on a thread of PID 1 at idle priority
 /// (SCHED_IDLE: it runs when nothing else wants the CPU), then removes the marker. Signals
 /// stay blocked on the thread (the mask is inherited), so the signalfd still gets them all.
-fn load_late_modules(list: &'static str) {
+fn load_late_modules(lists: &'static [&'static str]) {
     let spawned = std::thread::Builder::new()
         .name("modules".into())
         .spawn(move || {
@@ -264,12 +271,12 @@ fn load_late_modules(list: &'static str) {
                     std::io::Error::last_os_error()
                 );
             }
-            load_module_list(list);
+            load_module_lists(lists);
             clear_modules_loading();
         });
     if let Err(e) = spawned {
         warn!("cannot start a thread for the late modules ({e}); loading them now");
-        load_module_list(list);
+        load_module_lists(lists);
         clear_modules_loading();
     }
 }
@@ -282,16 +289,24 @@ fn clear_modules_loading() {
     }
 }
 
-/// Loads the modules a list file names, with their dependencies, and reports.
-fn load_module_list(list_path: &str) {
+/// Loads the modules the list files name, in the order of the files, with their dependencies,
+/// and reports once. A board's list (under /etc/director/board/) may be absent.
+pub(crate) fn load_module_lists(paths: &[&str]) {
     let start = Instant::now();
-    let list = match std::fs::read_to_string(list_path) {
-        Ok(text) => modules::parse_list(&text),
-        Err(e) => {
-            warn!("{list_path}: {e}; no modules loaded");
-            return;
+    let mut list = Vec::new();
+    for path in paths {
+        match std::fs::read_to_string(path) {
+            Ok(text) => list.extend(modules::parse_list(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.contains("/board/") => {
+                debug!("{path}: none for this board");
+            }
+            Err(e) => warn!("{path}: {e}; its modules are not loaded"),
         }
-    };
+    }
+    if list.is_empty() {
+        return;
+    }
+    let list_path = paths.join(", ");
     let release = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();

@@ -30,7 +30,7 @@ pub fn mount_if_present(data_device: Option<&Path>) {
         .find(|device| matches!(block::probe_fat_label(device), Ok(Some(label)) if label == LABEL));
     let Some(device) = found else { return };
     // FAT is needed only here: its modules stay out of every ordinary boot.
-    super::load_module_list(DIRCONFIG_MODULES);
+    super::load_module_lists(&[DIRCONFIG_MODULES]);
     let flags = MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     match mount::mount(
         &device.to_string_lossy(),
