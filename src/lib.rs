@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod ctl;
 pub mod daemon;

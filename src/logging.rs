@@ -14,7 +14,14 @@ use crate::sys::clock;
 pub struct ConsoleLogger {
     capacity: usize,
     ring: Mutex<VecDeque<String>>,
+    /// The operator's console's pipe while it holds it open (see `CONSOLE_FIFO`).
+    relay: Mutex<Option<std::fs::File>>,
 }
+
+/// Where the operator's console (`director console`) reads log lines while it owns the
+/// terminal, to print them without breaking a line being typed. When nobody reads it (no
+/// console, or a root shell instead), lines go straight to the terminal.
+pub const CONSOLE_FIFO: &str = "/run/director/console.fifo";
 
 impl ConsoleLogger {
     /// The most recent lines, oldest first.
@@ -22,6 +29,35 @@ impl ConsoleLogger {
         match self.ring.lock() {
             Ok(ring) => ring.iter().cloned().collect(),
             Err(poisoned) => poisoned.into_inner().iter().cloned().collect(),
+        }
+    }
+
+    /// Hands `line` to the operator's console when it reads its pipe; false when it does
+    /// not (the line is for the terminal then).
+    fn relayed(&self, line: &[u8]) -> bool {
+        use std::os::unix::fs::OpenOptionsExt;
+        let Ok(mut relay) = self.relay.lock() else {
+            return false;
+        };
+        if relay.is_none() {
+            // Without a reader, opening a pipe for writing without blocking fails (ENXIO).
+            *relay = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(CONSOLE_FIFO)
+                .ok();
+        }
+        let Some(file) = relay.as_mut() else {
+            return false;
+        };
+        match file.write(line) {
+            Ok(n) if n == line.len() => true,
+            // Gone (EPIPE) or not keeping up (EAGAIN): the terminal gets it, the pipe is
+            // opened afresh for the next line.
+            _ => {
+                *relay = None;
+                false
+            }
         }
     }
 
@@ -52,10 +88,13 @@ impl Log for ConsoleLogger {
             record.target(),
             &record.args().to_string(),
         );
-        // One write per line, its newline included (standard error is unbuffered), so that
-        // lines from PID 1, the daemon and a shell's output do not interleave.
+        // One write per line, its newline included (standard error is unbuffered; a pipe
+        // takes a short write whole), so that lines from PID 1, the daemon and a shell's output
+        // do not interleave.
         line.push('\n');
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        if !self.relayed(line.as_bytes()) {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
         if self.capacity > 0 {
             self.remember(line.trim_end_matches('\n'));
         }
@@ -73,6 +112,7 @@ pub fn install(level: LevelFilter, ring_capacity: usize) -> Option<&'static Cons
     let logger: &'static ConsoleLogger = Box::leak(Box::new(ConsoleLogger {
         capacity: ring_capacity,
         ring: Mutex::new(VecDeque::with_capacity(ring_capacity)),
+        relay: Mutex::new(None),
     }));
     log::set_logger(logger).ok()?;
     log::set_max_level(level);
@@ -124,6 +164,7 @@ mod tests {
         let logger = ConsoleLogger {
             capacity: 2,
             ring: Mutex::new(VecDeque::new()),
+            relay: Mutex::new(None),
         };
         logger.remember("a");
         logger.remember("b");

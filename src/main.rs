@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
-use director::{ctl, daemon, init, power};
+use director::{console, ctl, daemon, init, power};
 
 const USAGE: &str = "\
 usage: director <command> [args]
@@ -17,6 +17,7 @@ commands:
   daemon                run the control-plane daemon in the foreground
   ctl <command>         talk to the running daemon (`director ctl help`)
   config <command>      the configuration: revisions, import, offline checks (`director config help`)
+  console               the serial console: first-boot dialogue, login, the operator's shell
   poweroff|reboot|halt  ask PID 1 to shut the box down
   version               print the version
 ";
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         "daemon" => daemon::run(&rest),
         "ctl" => ctl::run(&rest),
         "config" => ctl::config::run(&rest),
+        "console" => console::run(&rest),
         "poweroff" | "reboot" | "halt" => power::request(&command, &rest),
         "version" | "--version" | "-V" => {
             println!("director {}", env!("CARGO_PKG_VERSION"));

@@ -1,6 +1,7 @@
 //! The configuration: the typed model every part reads, the rules that make it valid, and its
 //! human form (TOML). Pure data and rules: no kernel calls, no transport.
 
+pub mod boot;
 pub mod delta;
 pub mod import;
 pub mod model;

@@ -20,6 +20,8 @@ or ldirectord.cf with heartbeat's ha.cf, haresources and authkeys beside it):
   validate FILE       check a configuration file; lists every problem, exits 1 if there is one
   convert FILE        print the TOML that importing FILE would store
   default             print the built-in default configuration
+  kernel-args FILE    the kernel command line the file's serial console asks for
+                      (console=ttyS0,115200n8; qemu/run --config uses it)
 
 commands to the running daemon:
   show                the configuration in force, with its revision
@@ -80,6 +82,13 @@ pub fn run(args: &[String]) -> ExitCode {
             Err((code, None)) => code,
         },
         ["default"] => print_toml(&config::builtin_default()),
+        ["kernel-args", file] => match load(file) {
+            Ok(config) => {
+                println!("{}", config::boot::kernel_console(&config.node.console));
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
         ["help" | "--help" | "-h"] => {
             print!("{USAGE}");
             ExitCode::SUCCESS

@@ -25,6 +25,8 @@ commands:
   takeover    make this node the active director (lasts until `release`, here or on the peer)
   release     hand the active role to the peer (lasts until `takeover`, here or on the peer)
   log [N]     the daemon's recent log lines (the last N)
+  restart     stop the daemon; PID 1 starts it again at once (a changed [pair] section
+              takes effect then)
   net         interfaces, addresses, routes and settings, and what differs from the configuration
   net apply   apply the network part of the configuration now (only the difference)
   ipvs [--stats|--rate|--json]

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod balancer;
+pub mod boot;
 pub mod configuration;
 pub mod network;
 pub mod pair;
@@ -146,6 +147,9 @@ struct Shared {
     replication: Option<replication::Report>,
     /// The HTTPS admin endpoint, once started.
     admin: std::sync::OnceLock<admin::Service>,
+    /// `restart` on the control socket: the daemon stops as on SIGTERM and PID 1 starts it
+    /// again (what a changed [pair] section needs).
+    restart: Arc<Notify>,
 }
 
 async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), String> {
@@ -158,6 +162,7 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
     );
     let configuration = Configuration::start(&options.data.join("config"), &options.provision);
     tokio::spawn(report_changes(configuration.subscribe()));
+    tokio::spawn(boot::keep_console(configuration.subscribe()));
     let network = open_network(&options.managed);
     // Each link's state (up with carrier) as link events report it, for the pair.
     let (carriers, links) = tokio::sync::watch::channel(Carriers::new());
@@ -222,6 +227,7 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
         health,
         pair,
         admin: std::sync::OnceLock::new(),
+        restart: Arc::new(Notify::new()),
     });
     if let Some(service) = admin::start(&shared) {
         let _ = shared.admin.set(service);
@@ -240,6 +246,7 @@ async fn serve(options: &Options, logger: &'static ConsoleLogger) -> Result<(), 
         tokio::select! {
             _ = terminate.recv() => break "SIGTERM",
             _ = interrupt.recv() => break "SIGINT",
+            _ = shared.restart.notified() => break "a restart asked for on the control socket",
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     tokio::spawn(answer(stream, shared.clone()));
@@ -870,6 +877,24 @@ fn execute(request: &Request, shared: &Shared) -> Result<String, String> {
             .get()
             .ok_or("the admin endpoint is not running (see the log)")?
             .handle(request),
+        ["restart"] => {
+            shared.restart.notify_one();
+            Ok("the daemon stops now; PID 1 starts it again\n".into())
+        }
+        ["console", "note", words @ ..] => {
+            // The operator's console: logins, the emergency shell, a factory reset (the text
+            // as the body, or as words: `director ctl console note TEXT`).
+            let text = if request.body.trim().is_empty() {
+                words.join(" ")
+            } else {
+                request.body.trim().to_string()
+            };
+            if text.is_empty() {
+                return Err("console note: no text".into());
+            }
+            warn!("console: {text}");
+            Ok(String::new())
+        }
         ["config", ..] => match shared.configuration.lock() {
             Ok(mut configuration) => configuration.handle(request),
             Err(_) => Err("the configuration service failed earlier; restart the daemon".into()),

@@ -18,6 +18,12 @@ pub struct BootOptions {
     /// The last `console=ttySN[,baud...]` on the line, as the kernel uses it for /dev/console.
     pub console: String,
     pub baud: u32,
+    /// `director.console=shell`: a root shell on the console instead of the operator's
+    /// console (setup dialogue, login, CLI). For the test lab; whoever can change the kernel
+    /// command line can as well boot with init=/bin/sh.
+    pub console_shell: bool,
+    /// `director.console_idle=SECONDS`: the operator's console logs out after this long idle.
+    pub console_idle: Option<u64>,
 }
 
 impl BootOptions {
@@ -27,6 +33,8 @@ impl BootOptions {
             log_level: None,
             console: DEFAULT_CONSOLE.to_string(),
             baud: DEFAULT_BAUD,
+            console_shell: false,
+            console_idle: None,
         };
         for word in split_words(cmdline) {
             let (key, value) = match word.split_once('=') {
@@ -39,6 +47,8 @@ impl BootOptions {
                     options.data_device = Some(PathBuf::from(value))
                 }
                 "director.log" if !value.is_empty() => options.log_level = Some(value.into()),
+                "director.console" => options.console_shell = value == "shell",
+                "director.console_idle" => options.console_idle = value.parse().ok(),
                 "console" if value.starts_with("tty") => {
                     let (device, settings) = value.split_once(',').unwrap_or((value, ""));
                     options.console = device.to_string();

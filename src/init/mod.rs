@@ -10,6 +10,8 @@ mod shutdown;
 mod storage;
 mod supervisor;
 
+pub use storage::FACTORY_RESET_MARK;
+
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -110,6 +112,7 @@ pub fn run() -> ExitCode {
     set_hostname();
     load_modules();
     storage::prepare(options.data_device.as_deref());
+    storage::factory_reset_if_asked();
     provision::mount_if_present(options.data_device.as_deref());
 
     let mut services = Services::new(&options);
@@ -365,6 +368,9 @@ impl Services {
         if let Some(level) = &options.log_level {
             env.push(("DIRECTOR_LOG".to_string(), level.clone()));
         }
+        if let Some(idle) = options.console_idle {
+            env.push(("DIRECTOR_CONSOLE_IDLE".to_string(), idle.to_string()));
+        }
         supervisor.add(
             Service {
                 name: "daemon",
@@ -381,10 +387,14 @@ impl Services {
             },
             now,
         );
-        let specs = vec![
-            (exe, vec!["daemon".to_string()], None),
-            (PathBuf::from(SHELL), vec!["-l".to_string()], Some(console)),
-        ];
+        // The operator's console (setup dialogue, login, CLI), or a plain root shell when the
+        // command line asks for one (director.console=shell, the test lab's way in).
+        let console_program = if options.console_shell {
+            (PathBuf::from(SHELL), vec!["-l".to_string()], Some(console))
+        } else {
+            (exe.clone(), vec!["console".to_string()], Some(console))
+        };
+        let specs = vec![(exe, vec!["daemon".to_string()], None), console_program];
         Services {
             supervisor,
             specs,

@@ -18,6 +18,9 @@ const MKFS: &str = "/sbin/mke2fs";
 const FSCK: &str = "/sbin/e2fsck";
 const TUNE: &str = "/sbin/tune2fs";
 const LABEL: &str = "director-data";
+/// Left in /data by the console's `factory-reset`: the next boot empties /data before anything
+/// reads it.
+pub const FACTORY_RESET_MARK: &str = "/data/factory-reset";
 
 /// How /data ended up.
 #[derive(Debug, PartialEq, Eq)]
@@ -162,4 +165,66 @@ fn warn_volatile(reason: &str) {
     warn!("* NO PERSISTENT STORAGE: {reason}");
     warn!("* {DATA_DIR} is a tmpfs: configuration and state are LOST at the next reboot.");
     warn!("{bar}");
+}
+
+/// Empties /data when the console's `factory-reset` asked for it (its mark is there): the
+/// configuration store, the certificate, everything; the daemon starts as on a new box.
+pub fn factory_reset_if_asked() {
+    let mark = Path::new(FACTORY_RESET_MARK);
+    if !mark.exists() {
+        return;
+    }
+    warn!("factory reset asked for: emptying {DATA_DIR}");
+    match empty_dir(Path::new(DATA_DIR), mark) {
+        Ok(removed) => warn!("factory reset: {removed} entries removed from {DATA_DIR}"),
+        Err(e) => error!("factory reset: {DATA_DIR}: {e}"),
+    }
+}
+
+/// Removes everything in `dir` (not `dir` itself, a mount point); the mark goes last, so that
+/// a reset cut short by a power loss starts again at the next boot.
+fn empty_dir(dir: &Path, mark: &Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        // The mark goes last; lost+found is the filesystem's own.
+        if path == mark || path.file_name().is_some_and(|n| n == "lost+found") {
+            continue;
+        }
+        if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+        removed += 1;
+    }
+    if mark.exists() {
+        std::fs::remove_file(mark)?;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_factory_reset_empties_the_directory_but_keeps_lost_and_found() {
+        let dir = std::env::temp_dir().join(format!("director-reset-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for sub in ["config/db", "lost+found", "admin"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        std::fs::write(dir.join("config/db/conf"), b"sled").unwrap();
+        std::fs::write(dir.join("imported.toml"), b"x").unwrap();
+        let mark = dir.join("factory-reset");
+        std::fs::write(&mark, b"").unwrap();
+        assert_eq!(empty_dir(&dir, &mark).unwrap(), 3);
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["lost+found"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

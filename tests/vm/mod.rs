@@ -60,6 +60,11 @@ pub struct Boot {
     pub memory: Option<u32>,
     /// Boot the test image with Debian's keepalived (`qemu/run --keepalived`).
     pub keepalived: bool,
+    /// The operator's console (first-boot dialogue, login, CLI) on ttyS0; without it the
+    /// tests get a root shell there (director.console=shell).
+    pub operator_console: bool,
+    /// More raw disks (`qemu/run --disk`), after the data and DIRCONFIG disks.
+    pub disks: Vec<PathBuf>,
 }
 
 /// Which end of the null-modem cable a VM's ttyS1 is.
@@ -200,11 +205,18 @@ impl Vm {
         if boot.keepalived {
             command.arg("--keepalived");
         }
-        if let Some(append) = &boot.append {
-            command.arg("--append").arg(append);
+        let mut append = boot.append.clone().unwrap_or_default();
+        if !boot.operator_console {
+            append.push_str(" director.console=shell");
+        }
+        if !append.trim().is_empty() {
+            command.arg("--append").arg(append.trim());
         }
         if let Some(config) = &boot.config {
             command.arg("--config").arg(config);
+        }
+        for disk in &boot.disks {
+            command.arg("--disk").arg(disk);
         }
         if boot.no_data {
             command.arg("--no-data");
@@ -369,6 +381,13 @@ impl Vm {
     pub fn send(&mut self, line: &str) {
         self.console
             .write_all(format!("{line}\n").as_bytes())
+            .expect("write to the console");
+    }
+
+    /// Types `keys` on the console as they are (no newline added).
+    pub fn type_keys(&mut self, keys: &str) {
+        self.console
+            .write_all(keys.as_bytes())
             .expect("write to the console");
     }
 
