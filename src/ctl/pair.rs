@@ -191,7 +191,6 @@ fn span(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::RolePreference;
     use crate::ha::machine::{Beat, Channel, Fitness, Intent, Role, Transition};
     use crate::ha::message::Rejected;
 
@@ -208,23 +207,12 @@ mod tests {
                 pings: 1,
             },
             peer: Some(Beat {
-                node: 0xcd,
-                role: Role::Standby,
-                preference: RolePreference::Backup,
-                priority: 100,
-                fitness: Fitness {
-                    links_up: true,
-                    pings: 1,
-                },
-                intent: Intent::None,
-                intent_epoch: 0,
-                leaving: false,
                 revision: 3,
-                defers: false,
                 shared: crate::config::replica::Stamp {
                     serial: 2,
                     digest: 0x0a0b_0c0d,
                 },
+                ..Beat::sample(0xcd)
             }),
             peer_alive: true,
             heard: vec![

@@ -175,6 +175,30 @@ pub struct Beat {
     pub shared: Stamp,
 }
 
+#[cfg(test)]
+impl Beat {
+    /// A standby backup at priority 100 that reaches its links and one ping node, for tests
+    /// to change what they are about with `..Beat::sample(node)`.
+    pub fn sample(node: u64) -> Beat {
+        Beat {
+            node,
+            role: Role::Standby,
+            preference: RolePreference::Backup,
+            priority: 100,
+            fitness: Fitness {
+                links_up: true,
+                pings: 1,
+            },
+            intent: Intent::None,
+            intent_epoch: 0,
+            leaving: false,
+            defers: false,
+            revision: 1,
+            shared: Stamp::default(),
+        }
+    }
+}
+
 /// What happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {

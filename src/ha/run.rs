@@ -926,8 +926,6 @@ fn millis(at: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::RolePreference;
-    use crate::ha::machine::{Fitness, Intent};
 
     fn envelope(incarnation: u64, sequence: u64, role: Role, leaving: bool) -> Envelope {
         Envelope {
@@ -935,20 +933,9 @@ mod tests {
             sequence,
             sent_ms: sequence * 10,
             beat: Beat {
-                node: 7,
                 role,
-                preference: RolePreference::Backup,
-                priority: 100,
-                fitness: Fitness {
-                    links_up: true,
-                    pings: 1,
-                },
-                intent: Intent::None,
-                intent_epoch: 0,
                 leaving,
-                defers: false,
-                revision: 1,
-                shared: Default::default(),
+                ..Beat::sample(7)
             },
         }
     }
