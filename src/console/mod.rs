@@ -222,7 +222,12 @@ impl Session {
                 Input::End => return false,
                 Input::Interrupted | Input::Idle => continue,
             };
-            if crate::admin::auth::verify_password(&hash, &typed) {
+            // The password in force now: it may have changed (API, peer) since the prompt.
+            let current = self
+                .state()
+                .and_then(|state| state.config.admin.password_hash)
+                .unwrap_or_else(|| hash.clone());
+            if crate::admin::auth::verify_password(&current, &typed) {
                 return true;
             }
             self.note("login refused: wrong password");
