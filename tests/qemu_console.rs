@@ -298,8 +298,16 @@ fn the_configured_console_reaches_the_kernel_command_line_and_grub() {
     // qemu/run read the provisioned file's console.
     let cmdline = vm.sh("cat /proc/cmdline", SHORT);
     assert!(cmdline.contains("console=ttyS0,57600n8"), "{cmdline}");
-    // The daemon wrote it into grub.cfg for the next boot.
-    vm.wait_for("the console is ttyS0 at 57600 from the next boot", SHORT);
+    // The daemon wrote it into grub.cfg for the next boot (logged at any time since its start:
+    // looked for in the whole console, the shell's output included).
+    let written = "the console is ttyS0 at 57600 from the next boot";
+    let start = Instant::now();
+    while !vm.console().contains(written) {
+        if start.elapsed() > SHORT {
+            vm.fail(&format!("'{written}' never appeared"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     vm.send("director poweroff");
     let status = vm.wait_exit(SHORT);
     assert!(status.success(), "QEMU ended with {status}");
